@@ -1,0 +1,206 @@
+"""Turns notifications as they arrive (lost, duplicated, reordered, delayed) into an ordered stream
+with exact loss accounting and unwrapped clocks."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from hipwire import frames as wire
+
+from .clock import ClockMap
+from .frames import Batch, Frame, ProtocolError, UnsupportedFrame, decode
+
+_SEQ_MOD = 1 << 16
+_CLOCK_MOD = 1 << 32
+# A clock step larger than this between neighbouring frames must be confirmed by the next frame
+# before it is believed (one corrupt value must not shift the rest of a recording).
+MAX_CLOCK_STEP_TICKS = 600_000
+
+
+def _unwrap(raw: int, ref: int, mod: int) -> int:
+    half = mod // 2
+    return ref + ((raw - ref % mod + half) % mod) - half
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    frame: Frame
+    seq: int  # unwrapped
+    clock: int  # unwrapped device ticks
+    host_time_s: float
+    late: bool = False  # delivered after later frames (it had been counted lost, now recovered)
+    clock_suspect: bool = False  # a lone clock value inconsistent with its neighbours
+
+
+@dataclass
+class _Coverage:
+    first: int | None = None
+    end: int = 0
+    received: int = 0
+    period: int = 1
+
+    def add(self, clock: int, n: int, period: int) -> None:
+        self.period = period
+        if self.first is None or clock < self.first:
+            self.first = clock
+        self.end = max(self.end, clock + n * period)
+        self.received += n
+
+    @property
+    def lost(self) -> int:
+        if self.first is None:
+            return 0
+        return max(0, (self.end - self.first) // self.period - self.received)
+
+
+@dataclass
+class LinkStats:
+    frames_received: int = 0
+    frames_lost: int = 0
+    duplicates: int = 0
+    late: int = 0
+    malformed: int = 0
+    unsupported: int = 0
+    clock_suspect: int = 0
+    coverage: dict[int, _Coverage] = field(default_factory=dict)
+
+    def samples_lost(self, frame_type: int) -> int:
+        cov = self.coverage.get(frame_type)
+        return cov.lost if cov else 0
+
+    @property
+    def loss_fraction(self) -> float:
+        total = self.frames_received + self.frames_lost
+        return self.frames_lost / total if total else 0.0
+
+    def as_dict(self) -> dict:
+        return {"frames_received": self.frames_received, "frames_lost": self.frames_lost,
+                "duplicates": self.duplicates, "late": self.late, "malformed": self.malformed,
+                "unsupported": self.unsupported, "clock_suspect": self.clock_suspect,
+                "envelope_samples_lost": self.samples_lost(wire.ENVELOPE),
+                "pelvis_samples_lost": self.samples_lost(wire.PELVIS),
+                "loss_fraction": round(self.loss_fraction, 6)}
+
+
+class StreamAssembler:
+    """Feed it frames (or raw notification bytes) in arrival order; get them back in device order.
+
+    Losses are counted exactly: frames from the gaps of the unwrapped sequence numbers, samples
+    from the gaps of each batch type's clock coverage. Frames that arrive after the reorder window
+    gave them up are still delivered (flagged late) and no longer counted lost."""
+
+    def __init__(self, reorder_window: int = 64, recent: int = 4096):
+        self.stats = LinkStats()
+        self.clock_map = ClockMap()
+        self._window = reorder_window
+        self._pending: dict[int, tuple[Frame, float]] = {}
+        self._next: int | None = None  # next unwrapped seq to release
+        self._seq_ref: int | None = None
+        self._released: deque[int] = deque(maxlen=recent)
+        self._released_set: set[int] = set()
+        self._lost: set[int] = set()
+        self._clock_ref: int | None = None
+        self._held: tuple[Frame, int, float] | None = None  # one-frame look-ahead for clocks
+
+    # -- input
+    def push_bytes(self, data: bytes, host_time_s: float) -> list[Received]:
+        try:
+            frame = decode(data)
+        except UnsupportedFrame:
+            self.stats.unsupported += 1
+            return []
+        except ProtocolError:
+            self.stats.malformed += 1
+            return []
+        return self.push(frame, host_time_s)
+
+    def push(self, frame: Frame, host_time_s: float) -> list[Received]:
+        raw = frame.header.seq
+        useq = raw if self._seq_ref is None else _unwrap(raw, self._seq_ref, _SEQ_MOD)
+        self._seq_ref = useq if self._seq_ref is None else max(self._seq_ref, useq)
+        if self._next is None:
+            self._next = useq
+        out: list[Received] = []
+        if useq in self._released_set or useq in self._pending:
+            self.stats.duplicates += 1
+            return out
+        if useq < self._next:
+            if useq in self._lost:  # given up on, now here: deliver out of order
+                self._lost.discard(useq)
+                self.stats.frames_lost -= 1
+                self.stats.late += 1
+                self._mark_released(useq)
+                out.extend(self._release(frame, useq, host_time_s, late=True))
+            else:  # older than anything we track: cannot tell, so treat as duplicate
+                self.stats.duplicates += 1
+            return out
+        self._pending[useq] = (frame, host_time_s)
+        self._drain(out, force=False)
+        return out
+
+    def flush(self) -> list[Received]:
+        out: list[Received] = []
+        self._drain(out, force=True)
+        if self._held is not None:
+            frame, useq, t = self._held
+            self._held = None
+            out.extend(self._emit(frame, useq, t, late=False, suspect=False))
+        return out
+
+    # -- ordering
+    def _drain(self, out: list[Received], force: bool) -> None:
+        while self._pending:
+            if self._next in self._pending:
+                frame, t = self._pending.pop(self._next)
+                self._mark_released(self._next)
+                out.extend(self._release(frame, self._next, t, late=False))
+                self._next += 1
+            elif force or max(self._pending) - self._next >= self._window:
+                self._lost.add(self._next)
+                self.stats.frames_lost += 1
+                self._next += 1
+            else:
+                break
+
+    def _mark_released(self, useq: int) -> None:
+        if len(self._released) == self._released.maxlen:
+            self._released_set.discard(self._released[0])
+        self._released.append(useq)
+        self._released_set.add(useq)
+
+    # -- clocks: one frame of look-ahead decides whether a big step is real or a lone bad value
+    def _release(self, frame: Frame, useq: int, t: float, late: bool) -> list[Received]:
+        self.stats.frames_received += 1
+        if late:
+            clock = _unwrap(frame.header.clock, self._clock_ref or 0, _CLOCK_MOD)
+            return self._emit(frame, useq, t, late=True, suspect=False, clock=clock)
+        if self._held is None:
+            self._held = (frame, useq, t)
+            return []
+        held, held_seq, held_t = self._held
+        self._held = (frame, useq, t)
+        suspect = False
+        if self._clock_ref is not None:
+            c_held = _unwrap(held.header.clock, self._clock_ref, _CLOCK_MOD)
+            c_next = _unwrap(frame.header.clock, self._clock_ref, _CLOCK_MOD)
+            if (abs(c_held - self._clock_ref) > MAX_CLOCK_STEP_TICKS
+                    and abs(c_next - self._clock_ref) <= MAX_CLOCK_STEP_TICKS):
+                suspect = True
+        return self._emit(held, held_seq, held_t, late=False, suspect=suspect)
+
+    def _emit(self, frame: Frame, useq: int, t: float, late: bool, suspect: bool,
+              clock: int | None = None) -> list[Received]:
+        if clock is None:
+            ref = self._clock_ref if self._clock_ref is not None else frame.header.clock
+            clock = _unwrap(frame.header.clock, ref, _CLOCK_MOD)
+            if suspect:
+                self.stats.clock_suspect += 1
+            else:
+                self._clock_ref = clock
+        if not suspect:
+            if isinstance(frame, Batch):
+                cov = self.stats.coverage.setdefault(frame.header.type, _Coverage())
+                cov.add(clock, frame.n_samples, frame.period_ticks)
+            self.clock_map.add(clock, t)
+        return [Received(frame, useq, clock, t, late=late, clock_suspect=suspect)]
