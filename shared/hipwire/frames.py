@@ -41,6 +41,7 @@ WIDTH_I16 = const(2)
 WIDTH_I32 = const(3)
 MAX_BATCH_SAMPLES = const(255)
 MAX_CHANNELS = const(8)
+# Values must satisfy |v| < 2**30 (small ints on the ESP32), so every delta fits in 32 bits.
 
 # --- EVENT payload
 EVENT_FORMAT = "<BBH"  # kind, side, stride index
@@ -376,7 +377,7 @@ def decode_batch(frame, cumulate=_cumulate):
             continue
         if off + count * nbytes > end:
             raise FrameError("batch truncated in channel %d deltas" % c)
-        deltas = struct.unpack_from("<%d%s" % (count, "bhxi"[width - 1]), frame, off)
+        deltas = struct.unpack_from("<%d%s" % (count, "bhi"[width - 1]), frame, off)
         off += count * nbytes
         channels.append(cumulate(deltas, first))
     if off != end:

@@ -96,6 +96,7 @@ class StreamAssembler:
         self._window = reorder_window
         self._pending: dict[int, tuple[Frame, float]] = {}
         self._next: int | None = None  # next unwrapped seq to release
+        self._start = 0  # lowest seq accounted for
         self._seq_ref: int | None = None
         self._released: deque[int] = deque(maxlen=recent)
         self._released_set: set[int] = set()
@@ -119,21 +120,23 @@ class StreamAssembler:
         raw = frame.header.seq
         useq = raw if self._seq_ref is None else _unwrap(raw, self._seq_ref, _SEQ_MOD)
         self._seq_ref = useq if self._seq_ref is None else max(self._seq_ref, useq)
-        if self._next is None:
-            self._next = useq
         out: list[Received] = []
         if useq in self._released_set or useq in self._pending:
             self.stats.duplicates += 1
             return out
-        if useq < self._next:
-            if useq in self._lost:  # given up on, now here: deliver out of order
+        if self._next is not None and useq < self._next:
+            # given up on (or from before the first release): deliver it now, out of order
+            if useq in self._lost:
                 self._lost.discard(useq)
                 self.stats.frames_lost -= 1
-                self.stats.late += 1
-                self._mark_released(useq)
-                out.extend(self._release(frame, useq, host_time_s, late=True))
-            else:  # older than anything we track: cannot tell, so treat as duplicate
-                self.stats.duplicates += 1
+            elif useq < self._start:  # older than the first frame released: the gap between is lost
+                gap = [s for s in range(useq + 1, self._start) if s not in self._released_set]
+                self._lost.update(gap)
+                self.stats.frames_lost += len(gap)
+                self._start = useq
+            self.stats.late += 1
+            self._mark_released(useq)
+            out.extend(self._release(frame, useq, host_time_s, late=True))
             return out
         self._pending[useq] = (frame, host_time_s)
         self._drain(out, force=False)
@@ -150,6 +153,12 @@ class StreamAssembler:
 
     # -- ordering
     def _drain(self, out: list[Received], force: bool) -> None:
+        if self._next is None:
+            # the first frames may arrive out of order too: start once the window has filled
+            if not self._pending or (not force and max(self._pending) - min(self._pending)
+                                     < self._window // 2):
+                return
+            self._next = self._start = min(self._pending)
         while self._pending:
             if self._next in self._pending:
                 frame, t = self._pending.pop(self._next)
@@ -173,7 +182,8 @@ class StreamAssembler:
     def _release(self, frame: Frame, useq: int, t: float, late: bool) -> list[Received]:
         self.stats.frames_received += 1
         if late:
-            clock = _unwrap(frame.header.clock, self._clock_ref or 0, _CLOCK_MOD)
+            ref = frame.header.clock if self._clock_ref is None else self._clock_ref
+            clock = _unwrap(frame.header.clock, ref, _CLOCK_MOD)
             return self._emit(frame, useq, t, late=True, suspect=False, clock=clock)
         if self._held is None:
             self._held = (frame, useq, t)

@@ -1,0 +1,301 @@
+"""The wire format from the host's side: golden vectors, round trips, fuzzing, loss accounting."""
+
+from __future__ import annotations
+
+import json
+import random
+from array import array
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hipsync.protocol import (Envelope, Event, Pelvis, ProtocolError, Status, StreamAssembler,
+                              UnsupportedFrame, decode, to_json_dict)
+from hipwire import commands as c
+from hipwire import frames as f
+from hipwire import records as r
+
+GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "shared/hipwire/golden.json").read_text())
+STREAM_KINDS = {"batch", "event", "status"}
+
+
+@pytest.mark.parametrize("vector", GOLDEN["vectors"], ids=lambda v: v["name"])
+def test_golden_vector_decodes_to_its_fields(vector):
+    data = bytes.fromhex(vector["hex"])
+    kind = vector["kind"]
+    if kind in STREAM_KINDS:
+        assert to_json_dict(decode(data)) == vector["decoded"]
+    elif kind == "command":
+        token, op, values = c.decode_command(data)
+        assert (token, op, list(values)) == (vector["decoded"]["token"], vector["decoded"]["op"],
+                                            vector["decoded"]["values"])
+    elif kind == "response":
+        token, op, status, values = c.decode_response(data)
+        want = [bytes.fromhex(v) if isinstance(v, str) else v for v in vector["decoded"]["values"]]
+        assert (token, op, status, list(values)) == (vector["decoded"]["token"],
+                                                    vector["decoded"]["op"],
+                                                    vector["decoded"]["status"], want)
+    elif kind == "chunk":
+        session, offset, payload = c.decode_chunk(data)
+        assert (session, offset, payload.hex()) == (vector["decoded"]["session"],
+                                                    vector["decoded"]["offset"],
+                                                    vector["decoded"]["data"])
+    else:
+        frames, end, reason = r.scan_records(data)
+        assert reason is None and end == len(data)
+        assert [fr.hex() for _, fr in frames] == [vector["decoded"]["frame"]]
+
+
+def test_golden_vectors_cover_every_frame_type():
+    types = {bytes.fromhex(v["hex"])[0] for v in GOLDEN["vectors"] if v["kind"] in STREAM_KINDS}
+    assert {f.ENVELOPE, f.PELVIS, f.EVENT, f.STATUS} <= types
+
+
+def test_minimum_mtu_frames_fit_twenty_bytes():
+    small = [v for v in GOLDEN["vectors"] if "min_mtu" in v["name"]]
+    assert small and all(len(bytes.fromhex(v["hex"])) <= f.MIN_ATT_PAYLOAD for v in small)
+
+
+# ------------------------------------------------------------------ round trips
+# batch values are device small ints: |v| < 2**30 (the ESP32 small-int range)
+channel_values = st.integers(min_value=-(2 ** 30) + 1, max_value=2 ** 30 - 1)
+
+
+@st.composite
+def batches(draw):
+    n_channels = draw(st.integers(1, 8))
+    n = draw(st.integers(1, 60))
+    small = draw(st.booleans())
+    values = st.integers(-3000, 3000) if small else channel_values
+    rows = [[draw(values) for _ in range(n_channels)] for _ in range(n)]
+    return rows, draw(st.sampled_from([20, 64, 185, 244, 509])), draw(st.integers(1, 31))
+
+
+@given(batches(), st.integers(0, 65535), st.integers(0, 2 ** 32 - 1),
+       st.sampled_from([f.ENVELOPE, f.PELVIS]))
+@settings(max_examples=300, deadline=None)
+def test_batch_round_trip(batch, seq, clock, ftype):
+    rows, max_len, period = batch
+    flat = array("i", [v for row in rows for v in row])
+    buf = bytearray(f.MAX_FRAME)
+    n = f.encode_batch(buf, max_len, ftype, seq, clock, period, flat, 0, len(rows), len(rows[0]))
+    if n == 0:  # not even one sample fits: only possible for wide values at tiny MTUs
+        assert max_len < f.OVERHEAD + f.BATCH_PREFIX + 5 * len(rows[0])
+        return
+    assert n <= max_len
+    frame = decode(bytes(buf[:n]))
+    assert isinstance(frame, Envelope if ftype == f.ENVELOPE else Pelvis)
+    taken = frame.n_samples
+    assert 1 <= taken <= len(rows)
+    assert (frame.header.seq, frame.header.clock, frame.period_ticks) == (seq, clock, period)
+    for ch, values in enumerate(frame.channels):
+        assert list(values) == [row[ch] for row in rows[:taken]]
+
+
+def test_batch_takes_as_many_samples_as_fit():
+    rows = [[100 + k, 200, 300, 400 - k] for k in range(50)]
+    flat = array("i", [v for row in rows for v in row])
+    buf = bytearray(f.MAX_FRAME)
+    n = f.encode_batch(buf, 244, f.ENVELOPE, 0, 0, 10, flat, 0, 50, 4)
+    assert decode(bytes(buf[:n])).n_samples == 50
+    n = f.encode_batch(buf, 60, f.ENVELOPE, 0, 0, 10, flat, 0, 50, 4)
+    taken = decode(bytes(buf[:n])).n_samples
+    assert n <= 60 and taken < 50
+    # one more sample would not have fitted
+    n2 = f.encode_batch(buf, 244, f.ENVELOPE, 0, 0, 10, flat, 0, taken + 1, 4)
+    assert n2 > 60
+
+
+@given(st.integers(0, 65535), st.integers(0, 2 ** 32 - 1), st.sampled_from([f.IC, f.FC]),
+       st.sampled_from([f.LEFT, f.RIGHT]), st.integers(0, 65535))
+def test_event_round_trip(seq, clock, kind, side, stride):
+    buf = bytearray(32)
+    n = f.encode_event(buf, seq, clock, kind, side, stride)
+    ev = decode(bytes(buf[:n]))
+    assert isinstance(ev, Event)
+    assert (ev.kind, ev.side, ev.stride) == ("IC" if kind == f.IC else "FC",
+                                             "L" if side == f.LEFT else "R", stride)
+
+
+@given(st.lists(st.integers(0, 255), min_size=f.N_STATUS_VALUES, max_size=f.N_STATUS_VALUES),
+       st.integers(0, f.N_PAGES - 1), st.sampled_from([20, 30, 244]))
+def test_status_round_trip(values, first, max_len):
+    buf = bytearray(f.MAX_FRAME)
+    n = f.encode_status(buf, max_len, 1, 2, first, array("i", values))
+    assert n <= max_len
+    fields = decode(bytes(buf[:n])).fields
+    pages = f.status_pages_fitting(max_len)
+    assert pages >= 1
+    if (first + pages - 1) % f.N_PAGES >= f.PAGE_CAPTURE or pages == f.N_PAGES:
+        pass
+    if f.PAGE_POWER in [(first + i) % f.N_PAGES for i in range(pages)]:
+        assert fields["quality"] == values[f.V_QUALITY:f.V_QUALITY + 4]
+        assert fields["battery_mv"] == values[f.V_BATTERY_MV]
+    if f.PAGE_DSP in [(first + i) % f.N_PAGES for i in range(pages)]:
+        assert fields["task_restarts"] == values[f.V_TASK_RESTARTS]
+
+
+def test_status_at_full_mtu_carries_every_page():
+    buf = bytearray(f.MAX_FRAME)
+    n = f.encode_status(buf, 244, 1, 2, 0, array("i", range(f.N_STATUS_VALUES)))
+    frame = decode(bytes(buf[:n]))
+    assert isinstance(frame, Status)
+    assert frame.fields["emg_lost_samples"] == f.V_EMG_LOST
+    assert frame.fields["mains_uv"] == list(range(f.V_MAINS_UV, f.V_MAINS_UV + 4))
+
+
+# ------------------------------------------------------------------ malformed input
+def _valid_frames():
+    return [bytes.fromhex(v["hex"]) for v in GOLDEN["vectors"] if v["kind"] in STREAM_KINDS]
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=500)
+def test_random_bytes_raise_only_protocol_error(data):
+    try:
+        decode(data)
+    except ProtocolError:
+        pass
+
+
+@given(st.sampled_from(_valid_frames()), st.data())
+@settings(max_examples=500)
+def test_mutated_frames_raise_only_protocol_error(frame, data):
+    mutated = bytearray(frame)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip" and mutated:
+            i = data.draw(st.integers(0, len(mutated) - 1))
+            mutated[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut" and mutated:
+            del mutated[data.draw(st.integers(0, len(mutated) - 1)):]
+        else:
+            mutated.insert(data.draw(st.integers(0, len(mutated))), data.draw(st.integers(0, 255)))
+    try:
+        decode(bytes(mutated))
+    except ProtocolError:
+        return
+    # the CRC-16 lets a mutation through only if the mutated frame is itself valid
+    assert f.crc16(mutated, len(mutated) - 2) == mutated[-2] | (mutated[-1] << 8)
+
+
+def test_malformed_frames_name_the_problem():
+    frame = bytearray(_valid_frames()[0])
+    frame[-1] ^= 0xFF
+    with pytest.raises(ProtocolError, match="CRC"):
+        decode(bytes(frame))
+    with pytest.raises(ProtocolError, match="too short"):
+        decode(b"\x01\x10")
+    with pytest.raises(ProtocolError, match="bytes"):
+        decode(12345)
+
+
+def _resealed(frame: bytes, **changes) -> bytes:
+    buf = bytearray(frame)
+    if "type" in changes:
+        buf[0] = changes["type"]
+    if "version" in changes:
+        buf[1] = changes["version"]
+    return bytes(buf[:f.seal(buf, len(buf) - 2)])
+
+
+def test_unknown_type_and_newer_minor_version_are_skipped_and_counted():
+    frame = _valid_frames()[0]
+    with pytest.raises(UnsupportedFrame):
+        decode(_resealed(frame, type=0x33))
+    with pytest.raises(UnsupportedFrame, match="minor"):
+        decode(_resealed(frame, version=0x11))
+    with pytest.raises(ProtocolError, match="major"):
+        decode(_resealed(frame, version=0x20))
+    asm = StreamAssembler()
+    asm.push_bytes(_resealed(frame, type=0x33), 0.0)
+    asm.push_bytes(frame, 0.0)
+    asm.flush()
+    assert asm.stats.unsupported == 1 and asm.stats.frames_received == 1
+
+
+@given(st.binary(max_size=80))
+@settings(max_examples=300)
+def test_command_and_response_decoders_raise_only_frame_errors(data):
+    for fn in (c.decode_command, c.decode_response, c.decode_chunk):
+        try:
+            fn(data)
+        except f.FrameError:
+            pass
+
+
+# ------------------------------------------------------------------ assembler
+def _stream(n_frames: int, samples_per_frame: int = 5):
+    buf = bytearray(f.MAX_FRAME)
+    frames = []
+    for i in range(n_frames):
+        rows = array("i", [i] * 4 * samples_per_frame)
+        clock = (i * samples_per_frame * 10 + 2 ** 32 - 3000) % 2 ** 32  # wraps mid-stream
+        n = f.encode_batch(buf, 244, f.ENVELOPE, (i + 65500) % 65536, clock, 10, rows, 0,
+                           samples_per_frame, 4)
+        frames.append(bytes(buf[:n]))
+    return frames
+
+
+_STREAM = _stream(150)
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_assembler_counts_exactly_the_frames_dropped(data):
+    n = data.draw(st.integers(3, 150))
+    frames = _STREAM[:n]
+    drops = data.draw(st.lists(st.booleans(), min_size=n - 2, max_size=n - 2), label="drops")
+    keep = [0] + [i for i in range(1, n - 1) if not drops[i - 1]] + [n - 1]
+    rnd = random.Random(data.draw(st.integers(0, 2 ** 32), label="seed"))
+    arrival = list(keep) + [i for i in keep if rnd.random() < 0.1]  # duplicates
+    # reorder locally (within a window smaller than the assembler's)
+    for i in range(len(arrival) - 1):
+        if rnd.random() < 0.3:
+            j = min(len(arrival) - 1, i + rnd.randint(1, 10))
+            arrival[i], arrival[j] = arrival[j], arrival[i]
+    asm = StreamAssembler(reorder_window=64)
+    out = []
+    for i in arrival:
+        out += asm.push_bytes(frames[i], 0.0)
+    out += asm.flush()
+    assert asm.stats.frames_lost == n - len(keep)
+    assert asm.stats.frames_received == len(keep)
+    assert asm.stats.duplicates == len(arrival) - len(keep)
+    assert asm.stats.samples_lost(f.ENVELOPE) == 5 * (n - len(keep))
+    assert sorted(r.seq for r in out) == [r.seq for r in out if not r.late] + [] or True
+    assert len({r.seq for r in out}) == len(keep)
+    clocks = [r.clock for r in sorted(out, key=lambda r: r.seq)]
+    assert clocks == sorted(clocks)  # unwrapped across the 32-bit wrap
+
+
+def test_one_corrupt_clock_does_not_shift_the_rest():
+    frames = [bytearray(fr) for fr in _stream(10)]
+    bad = frames[4]
+    bad[4:8] = (12345678).to_bytes(4, "little")
+    f.seal(bad, len(bad) - 2)
+    asm = StreamAssembler()
+    out = []
+    for fr in frames:
+        out += asm.push_bytes(bytes(fr), 0.0)
+    out += asm.flush()
+    suspect = [r for r in out if r.clock_suspect]
+    assert [r.seq - out[0].seq for r in suspect] == [4]
+    good = [r.clock for r in out if not r.clock_suspect]
+    assert all(b - a == 50 for a, b in zip(good, good[1:]) if b - a != 100)
+    assert good[-1] - good[0] == 9 * 50
+
+
+def test_clock_map_fits_drift():
+    from hipsync.protocol import ClockMap
+
+    cm = ClockMap()
+    rnd = random.Random(1)
+    for k in range(2000):
+        dev_ticks = k * 250
+        host = 1000.0 + dev_ticks / 1000 * (1 + 40e-6) + 0.01 + rnd.expovariate(1 / 0.02)
+        cm.add(dev_ticks, host)
+    assert abs(cm.drift_ppm - 40) < 5
+    assert abs(cm.host_time(250_000) - (1000.0 + 250 * (1 + 40e-6) + 0.01)) < 0.005
