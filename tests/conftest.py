@@ -53,3 +53,17 @@ def pytest_collect_file(parent, file_path: Path):
     if file_path.suffix == ".py" and file_path.name.startswith("mp_test_"):
         return MicroPythonFile.from_parent(parent, path=file_path)
     return None
+
+
+class _NotForCPython(pytest.File):
+    """Keeps pytest's Python plugin from importing a MicroPython test file named on the command line."""
+
+    def collect(self):
+        return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    if module_path.name.startswith("mp_test_"):
+        return _NotForCPython.from_parent(parent, path=module_path)
+    return None

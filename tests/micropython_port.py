@@ -32,7 +32,10 @@ def micropython_binary() -> str:
 
 
 def micropython_path(*extra: Path) -> str:
-    return os.pathsep.join(str(p) for p in (*extra, UNIX_BOARD, FIRMWARE, SHARED, MP_TESTS))
+    # ".frozen" keeps the port's frozen modules (asyncio among them) importable: MICROPYPATH
+    # replaces the default path rather than extending it.
+    return os.pathsep.join(str(p) for p in (*extra, UNIX_BOARD, FIRMWARE, SHARED, MP_TESTS)) \
+        + os.pathsep + ".frozen"
 
 
 def run(args: list[str], *, stdin: bytes | None = None, heap: str = DEFAULT_HEAP,

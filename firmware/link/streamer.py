@@ -1,0 +1,148 @@
+# Turns DSP output into frames: batches of envelope and pelvis samples, events and status pages,
+# into a preallocated outbox the BLE task drains, and into the flash log when recording.
+# Nothing here allocates per sample or per frame; every frame that cannot be kept is counted.
+from array import array
+
+from micropython import const
+
+from hipwire import frames as wire
+
+SLOT_BYTES = const(256)  # frames are capped at min(ATT payload, SLOT_BYTES)
+_RING_SAMPLES = const(256)
+
+
+class _BatchRing:
+    """Contiguous samples (interleaved channels) waiting to be framed, with the clock of the first."""
+
+    def __init__(self, n_channels, period_ticks):
+        self.n_channels = n_channels
+        self.period = period_ticks
+        self.values = array("i", bytes(4 * _RING_SAMPLES * n_channels))
+        self.count = 0
+        self.clock = 0
+
+    def next_clock(self):
+        return self.clock + self.count * self.period
+
+    def drop_front(self, n):
+        ch = self.n_channels
+        values = self.values
+        keep = (self.count - n) * ch
+        src = n * ch
+        for i in range(keep):
+            values[i] = values[src + i]
+        self.count -= n
+        self.clock += n * self.period
+
+
+class Streamer:
+    def __init__(self, outbox_slots=24, batch_samples=50):
+        self.env = _BatchRing(4, 10)
+        self.pel = _BatchRing(3, 10)
+        self.batch_samples = batch_samples
+        self.outbox = bytearray(outbox_slots * SLOT_BYTES)
+        mv = memoryview(self.outbox)
+        self.slots = [mv[i * SLOT_BYTES:(i + 1) * SLOT_BYTES] for i in range(outbox_slots)]
+        self.lengths = array("H", bytes(2 * outbox_slots))
+        self.head = 0  # oldest frame
+        self.count = 0
+        self.seq = 0
+        self.status = array("i", bytes(4 * wire.N_STATUS_VALUES))
+        self._status_page = 0
+        self._claim_index = 0
+        self.frames_dropped = 0  # outbox overflow: never sent, shows as a seq gap on the host
+        self.samples_dropped = 0  # ring overflow before framing
+        self.live = False  # queue frames for the radio
+        self.record = None  # fn(buf, n): the flash log, when recording
+
+    # ---- input from the DSP
+    def add_envelope(self, src, start, n, clock_first, max_len):
+        self._add(self.env, wire.ENVELOPE, src, start, n, clock_first, max_len)
+
+    def add_pelvis(self, src, start, n, clock_first, max_len):
+        self._add(self.pel, wire.PELVIS, src, start, n, clock_first, max_len)
+
+    def _add(self, ring, ftype, src, start, n, clock_first, max_len):
+        if ring.count and clock_first != ring.next_clock():
+            self._flush_ring(ring, ftype, max_len, 1)  # a gap: frames carry contiguous samples only
+        if ring.count == 0:
+            ring.clock = clock_first
+        ch = ring.n_channels
+        for k in range(n):
+            if ring.count == _RING_SAMPLES:
+                self._flush_ring(ring, ftype, max_len, 1)
+                if ring.count == _RING_SAMPLES:  # nothing could be framed (max_len too small)
+                    self.samples_dropped += n - k
+                    ring.count = 0
+                    ring.clock = clock_first + (k + 1) * ring.period
+                    return
+                if ring.count == 0:
+                    ring.clock = clock_first + k * ring.period
+            base = ring.count * ch
+            s = start + k * ch
+            for c in range(ch):
+                ring.values[base + c] = src[s + c]
+            ring.count += 1
+        self._flush_ring(ring, ftype, max_len, self.batch_samples)
+
+    def add_event(self, clock, kind, side, stride):
+        slot = self._claim()
+        self._commit(wire.encode_event(slot, self.seq, clock, kind, side, stride))
+
+    def send_status(self, clock, max_len):
+        if max_len > SLOT_BYTES:
+            max_len = SLOT_BYTES
+        slot = self._claim()
+        n = wire.encode_status(slot, max_len, self.seq, clock, self._status_page, self.status)
+        self._status_page = (self._status_page + wire.status_pages_fitting(max_len)) % wire.N_PAGES
+        self._commit(n)
+
+    def flush(self, max_len):
+        """Frame everything buffered (before stopping, or when the stream pauses)."""
+        self._flush_ring(self.env, wire.ENVELOPE, max_len, 1)
+        self._flush_ring(self.pel, wire.PELVIS, max_len, 1)
+
+    def _flush_ring(self, ring, ftype, max_len, min_samples):
+        if max_len > SLOT_BYTES:
+            max_len = SLOT_BYTES
+        while ring.count >= min_samples and ring.count > 0:
+            slot = self._claim()
+            n = wire.encode_batch(slot, max_len, ftype, self.seq, ring.clock, ring.period,
+                                  ring.values, 0, ring.count, ring.n_channels)
+            if n == 0:  # not one sample fits max_len; the slot stays free
+                return
+            taken = slot[wire.HEADER_SIZE]
+            self._commit(n)
+            ring.drop_front(taken)
+
+    # ---- outbox
+    def _claim(self):
+        """The slot the next frame is encoded into; evicts the oldest frame when full."""
+        slots = len(self.slots)
+        if self.count == slots:
+            self.head = (self.head + 1) % slots
+            self.count -= 1
+            self.frames_dropped += 1
+        self._claim_index = (self.head + self.count) % slots
+        return self.slots[self._claim_index]
+
+    def _commit(self, n):
+        slot = self.slots[self._claim_index]
+        self.seq = (self.seq + 1) & 0xFFFF
+        if self.record is not None:
+            self.record(slot, n)
+        if self.live:
+            self.lengths[self._claim_index] = n
+            self.count += 1
+
+    def peek(self):
+        """Index of the oldest queued frame (its bytes: slots[i][:lengths[i]]), or -1 if none."""
+        return self.head if self.count else -1
+
+    def pop(self):
+        self.head = (self.head + 1) % len(self.slots)
+        self.count -= 1
+
+    def clear(self):
+        self.head = 0
+        self.count = 0
