@@ -1,0 +1,1 @@
+# Block capture from the chips into preallocated buffers; every lost sample counted.

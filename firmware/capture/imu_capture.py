@@ -1,0 +1,191 @@
+# IMU capture: drain the ICM-42688-P FIFO in blocks, rotate to the sacrum body frame, stamp every
+# sample in device clock ticks, count every lost sample exactly.
+#
+# Sample index k counts IMU samples since start() (lost ones included); its device clock is
+# clock0 + 10 * k (units.TICKS_PER_IMU_SAMPLE). clock0 is anchored at the first drain: the newest
+# packet then was produced within the last 10 ticks, taken as 5 ticks ago (error under +-5 ticks).
+# skew_ticks re-measures that anchor at every drain that empties a FIFO which did not overflow, so an
+# IMU oscillator running off the AFE's shows up (the stamps themselves stay nominal).
+#
+# Losses: the FIFO runs STOP-on-FULL, so what it holds is always an unbroken run and the samples
+# produced while it was full are lost. Every packet carries a 16-bit timestamp in 16 us units
+# (625 per 10 ms sample, wrapping every 104.8 samples); the step between consecutive packets gives
+# the number of samples between them. After an overflow the gap can exceed one wrap, so the number
+# of wraps is taken from the device clock (the FIFO was freed at the drain that saw it full, and
+# the first new packet came within one sample period of that), then the timestamps make it exact.
+#
+# App interface:
+#   imu = ImuCapture(driver, mounting, clock)   # clock: object with clock_now() (the EmgCapture)
+#   imu.start()
+#   n = imu.drain(out, max_samples)   # out: array('h') of >= 6 * max_samples:
+#                                     # ax, ay, az (accel counts), gx, gy, gz (gyro counts), body frame
+#   imu.clock_first                   # device clock of out[0:6]; sample i at clock_first + 10 * i
+#   imu.lost_samples, imu.delivered, imu.overflows, imu.bad_packets, imu.skew_ticks
+# Pass max_samples >= 128 (a full FIFO) so that an overflowed FIFO is emptied in one drain: the
+# wrap count of the gap after it is resolved at the next packet, one gap at a time.
+# A drain returns only a gap-free run: a packet after a gap waits for the next drain().
+import array
+
+import micropython
+from micropython import const
+
+from drivers.icm42688 import (FIFO_BYTES, INT_STATUS_FIFO_FULL, PACKET_BYTES, TS_PER_SAMPLE_100HZ,
+                              TS_WRAP)
+
+_TICKS_PER_SAMPLE = const(10)
+_ANCHOR_LAG = const(5)
+_HALF_STEP = const(312)  # TS_PER_SAMPLE_100HZ // 2, for rounding
+_HALF_WRAP = const(32768)
+
+
+@micropython.native
+def _clamp16(v):
+    if v > 32767:
+        return 32767
+    if v < -32768:
+        return -32768
+    return v
+
+
+class ImuCapture:
+    def __init__(self, driver, mounting, clock):
+        self.driver = driver
+        self._clock = clock
+        m = mounting
+        self._m = (m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2])
+        self._packet = bytearray(PACKET_BYTES)
+        self._sensor = array.array("i", bytes(4 * 6))
+        self._stash = array.array("h", bytes(2 * 6))
+        self._reset_state()
+
+    def _reset_state(self):
+        self._have_prev = False
+        self._have_stash = False
+        self._stash_index = 0
+        self._prev_ts = 0
+        self._prev_index = -1
+        self._prev_out_index = -1
+        self._clock0 = 0
+        self._gap_countdown = -1  # packets left before one that may follow an overflow gap
+        self._free_clock = 0  # device clock when an overflowed FIFO was freed
+        self.clock_first = 0
+        self.skew_ticks = 0
+        self.lost_samples = 0
+        self.delivered = 0
+        self.overflows = 0
+        self.bad_packets = 0
+
+    def start(self):
+        self._reset_state()
+        self.driver.start()
+
+    def stop(self):
+        self.driver.stop()
+
+    @micropython.native
+    def _rotate_into(self, out, o):
+        s = self._sensor
+        m = self._m
+        for base in (0, 3):
+            x = s[base]
+            y = s[base + 1]
+            z = s[base + 2]
+            out[o + base] = _clamp16(m[0] * x + m[1] * y + m[2] * z)
+            out[o + base + 1] = _clamp16(m[3] * x + m[4] * y + m[5] * z)
+            out[o + base + 2] = _clamp16(m[6] * x + m[7] * y + m[8] * z)
+
+    @micropython.native
+    def _steps_since_prev(self, ts, wraps_possible):
+        """IMU sample periods between the previous packet and one with timestamp ts."""
+        d = (ts - self._prev_ts) & (TS_WRAP - 1)
+        w = 0
+        if wraps_possible:
+            prev_clock = self._clock0 + _TICKS_PER_SAMPLE * self._prev_index + self.skew_ticks
+            est = (self._free_clock + _ANCHOR_LAG - prev_clock + _TICKS_PER_SAMPLE // 2) // _TICKS_PER_SAMPLE
+            if est < 1:
+                est = 1
+            w = (est * TS_PER_SAMPLE_100HZ - d + _HALF_WRAP) // TS_WRAP
+            if w < 0:
+                w = 0
+        steps = (d + TS_WRAP * w + _HALF_STEP) // TS_PER_SAMPLE_100HZ
+        if steps < 1:
+            steps = 1
+        return steps
+
+    @micropython.native
+    def drain(self, out, max_samples):
+        """Read up to max_samples gap-free samples into out (6 per sample); returns n."""
+        drv = self.driver
+        now = self._clock.clock_now()
+        full = drv.int_status() & INT_STATUS_FIFO_FULL
+        nbytes = drv.fifo_bytes()
+        if nbytes >= FIFO_BYTES:
+            full = 1
+        avail = nbytes // PACKET_BYTES
+        k = 0
+        if self._have_stash and max_samples > 0:
+            st = self._stash
+            for i in range(6):
+                out[i] = st[i]
+            self.clock_first = self._clock0 + _TICKS_PER_SAMPLE * self._stash_index
+            self._prev_out_index = self._stash_index
+            self._have_stash = False
+            k = 1
+        to_read = avail
+        if to_read > max_samples - k:
+            to_read = max_samples - k
+        if to_read < 0:
+            to_read = 0
+        read = 0
+        pkt = self._packet
+        s = self._sensor
+        if to_read > 0:
+            drv.fifo_begin()
+            while read < to_read:
+                drv.fifo_read_packet(pkt)
+                read += 1
+                if (pkt[0] & 0xE0) != 0x60:  # empty marker or not accel+gyro: not ours
+                    self.bad_packets += 1
+                    continue
+                ts = (pkt[14] << 8) | pkt[15]
+                if not self._have_prev:
+                    index = 0
+                    self._clock0 = now - _ANCHOR_LAG - _TICKS_PER_SAMPLE * (avail - 1)
+                    self._have_prev = True
+                else:
+                    wraps = self._gap_countdown == 0
+                    steps = self._steps_since_prev(ts, wraps)
+                    index = self._prev_index + steps
+                    if steps > 1:
+                        self.lost_samples += steps - 1
+                if self._gap_countdown >= 0:
+                    self._gap_countdown -= 1
+                self._prev_ts = ts
+                self._prev_index = index
+                for i in range(6):
+                    v = (pkt[1 + 2 * i] << 8) | pkt[2 + 2 * i]
+                    if v & 0x8000:
+                        v -= 0x10000
+                    s[i] = v
+                if k > 0 and index != self._prev_out_index + 1:
+                    # A gap inside this block: keep the packet for the next drain.
+                    self._rotate_into(self._stash, 0)
+                    self._stash_index = index
+                    self._have_stash = True
+                    break
+                if k == 0:
+                    self.clock_first = self._clock0 + _TICKS_PER_SAMPLE * index
+                self._rotate_into(out, 6 * k)
+                self._prev_out_index = index
+                k += 1
+            drv.fifo_end()
+        if full:
+            self.overflows += 1
+            # The packets still in the FIFO (avail - read) are contiguous; the one after them was
+            # written only once this drain freed space.
+            self._gap_countdown = avail - read
+            self._free_clock = now
+        elif read == avail and avail > 0 and self._have_prev:
+            self.skew_ticks = now - _ANCHOR_LAG - (self._clock0 + _TICKS_PER_SAMPLE * self._prev_index)
+        self.delivered += k
+        return k
