@@ -1,0 +1,258 @@
+"""The self-contained HTML report: inline CSS and SVG, no script, no external resource."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from ..session import EMG_CHANNELS
+from . import svg
+
+SIDE_NAMES = ("left", "right")
+MUSCLE_LABEL = {"l_gmed": "left GMed", "r_gmed": "right GMed", "l_es": "left ES", "r_es": "right ES"}
+
+
+def plot_ids() -> list[str]:
+    """Every plot the session report contains (ids of the <svg> elements)."""
+    ids = []
+    for side in SIDE_NAMES:
+        ids += [f"curve-{side}-gmed", f"curve-{side}-es-ipsi", f"curve-{side}-es-contra",
+                f"curve-{side}-obliquity", f"scatter-{side}"]
+    return ids + ["quality-channels", "loss-over-time"]
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
+max-width:1100px} h1{font-size:22px} h2{font-size:18px;border-bottom:1px solid #ccc;
+padding-bottom:3px;margin-top:28px} table{border-collapse:collapse;margin:8px 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f4f4f4} .num{text-align:right;font-variant-numeric:tabular-nums}
+.plots{display:flex;flex-wrap:wrap;gap:10px} .flag{background:#fff3cd;border:1px solid #e0c060;
+padding:2px 6px;border-radius:3px;font-weight:bold;font-size:12px}
+.summary{font-size:15px;background:#f7f9fc;border-left:4px solid #1f77b4;padding:8px 12px;margin:6px 0}
+.warn{background:#fdecea;border-left:4px solid #d62728;padding:6px 10px;margin:4px 0}
+.caveat{font-size:13px} details{margin:8px 0} small{color:#666}
+"""
+
+
+def _num(v, digits=1, unit="") -> str:
+    if v is None:
+        return "–"
+    return f"{v:.{digits}f}{unit}"
+
+
+def _summ(s: dict, digits=1) -> str:
+    if not s or s.get("median") is None:
+        return "–"
+    return f"{s['median']:.{digits}f} [{s['q1']:.{digits}f}–{s['q3']:.{digits}f}]"
+
+
+def _kv_table(rows) -> str:
+    return "<table>" + "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
+                               for k, v in rows) + "</table>"
+
+
+def _fmt_dict(d) -> str:
+    if not d:
+        return "not recorded"
+    if isinstance(d, dict):
+        return "; ".join(f"{k}: {v}" for k, v in d.items())
+    return str(d)
+
+
+METRIC_ROWS = [
+    ("strides_valid", "Valid strides (EMG)", None),
+    ("stance_gmed_pct_mvc", "Stance GMed, mean in single support", 1),
+    ("stance_gmed_peak_pct_mvc", "Stance GMed, peak in single support", 1),
+    ("stance_es_ipsi_pct_mvc", "Stance-side ES, mean", 1),
+    ("stance_es_ipsi_peak_pct_mvc", "Stance-side ES, peak", 1),
+    ("stance_es_contra_pct_mvc", "Opposite ES, mean", 1),
+    ("stance_es_contra_peak_pct_mvc", "Opposite ES, peak", 1),
+    ("gmed_es_ratio_ipsi", "GMed / stance-side ES", 2),
+    ("gmed_es_ratio_contra", "GMed / opposite ES", 2),
+    ("pelvic_drop_deg", "Swing-side pelvic drop beyond standing (deg)", 1),
+    ("gmed_onset_ms", "GMed onset relative to IC (ms)", 0),
+    ("stride_time_s", "Stride time (s)", 2),
+    ("single_support_pct", "Single support (% of stride)", 1),
+]
+
+
+def render(rep: dict) -> str:
+    s = rep["session"]
+    unit = "%MVC" if s["normalisation"]["used"] == "MVC" else "% walking peak"
+    title = f"hipsync report – patient {s['patient_id']} – session {s['session_id']}"
+    parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"),
+             f"<h1>{escape(title)}</h1>",
+             _kv_table([("Patient (pseudonymous)", s["patient_id"]),
+                        ("Session", s["session_id"]), ("Started", s["started_at"]),
+                        ("Device", s["device_id"]), ("Firmware", s["firmware_version"]),
+                        ("Recorded duration", f"{s['duration_s']:.0f} s"),
+                        ("Generated", f"{rep['generated_at']} by {rep['generated_by']}")])]
+
+    # ---- summary
+    parts.append("<h2 id='summary'>Summary</h2>")
+    for side in SIDE_NAMES:
+        parts.append(f"<p class='summary' id='summary-{side}'>{escape(rep['sides'][side]['summary'])}</p>")
+    if rep["flags"]:
+        parts.append("<table id='flags'><tr><th>Flag</th><th>Side</th><th>Evidence</th><th>Rule</th></tr>")
+        for f in rep["flags"]:
+            parts.append(f"<tr><td><span class='flag'>{escape(f['code'])}</span></td>"
+                         f"<td>{escape(f['side'])}</td><td>{escape(f['evidence'])}</td>"
+                         f"<td>{escape(f['rule'])}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p id='flags'>No flags raised.</p>")
+    for w in rep["warnings"]:
+        parts.append(f"<p class='warn'>{escape(w)}</p>")
+
+    # ---- per-side table
+    parts.append(f"<h2 id='tables'>Single-leg support, by stance side</h2>"
+                 f"<p><small>Median [interquartile range] over valid strides. Activation in "
+                 f"{unit}. Symmetry index = 100·(L−R)/(0.5·(L+R)).</small></p>")
+    parts.append("<table id='side-table'><tr><th>Measure</th><th>Left stance</th>"
+                 "<th>Right stance</th><th>Symmetry index (%)</th></tr>")
+    for key, label, digits in METRIC_ROWS:
+        label = label + (f" ({unit})" if "pct_mvc" in key else "")
+        if digits is None:
+            left = f"{rep['sides']['left']['strides']} of {rep['sides']['left']['strides_detected']}"
+            right = f"{rep['sides']['right']['strides']} of {rep['sides']['right']['strides_detected']}"
+            si = ""
+        else:
+            left, right = _summ(rep["sides"]["left"][key], digits), _summ(rep["sides"]["right"][key], digits)
+            si = _num(rep["symmetry"].get(key), 1)
+        parts.append(f"<tr><td>{escape(label)}</td><td class='num'>{left}</td>"
+                     f"<td class='num'>{right}</td><td class='num'>{si}</td></tr>")
+    parts.append("</table>")
+
+    # ---- curves
+    parts.append("<h2 id='curves'>Gait-cycle curves (mean ± SD)</h2><p><small>0–100 % of the "
+                 "stance side's gait cycle from its initial contact; the shaded span is single-leg "
+                 "support.</small></p>")
+    for side in SIDE_NAMES:
+        r = rep["sides"][side]
+        c = r["curves"]
+        x = np.asarray(c["phase_pct"], float)
+        shade = tuple(c["single_support_phase_pct"])
+        own, other = ("l", "r") if side == "left" else ("r", "l")
+        parts.append(f"<h3>{side.capitalize()} stance</h3><div class='plots'>")
+        for pid, ch, label in ((f"curve-{side}-gmed", f"{own}_gmed", "stance GMed"),
+                               (f"curve-{side}-es-ipsi", f"{own}_es", "stance-side ES"),
+                               (f"curve-{side}-es-contra", f"{other}_es", "opposite ES")):
+            cur = c[ch]
+            parts.append(svg.band_plot(pid, f"{MUSCLE_LABEL[ch]} ({label}), {side} cycle", x,
+                                       [(f"{MUSCLE_LABEL[ch]} (n={cur['n']})", cur["mean"], cur["sd"])],
+                                       "% gait cycle", unit, shade=shade))
+        ob = c["obliquity_rel_deg"]
+        parts.append(svg.band_plot(f"curve-{side}-obliquity", f"Pelvic obliquity vs standing, "
+                                   f"{side} cycle", x, [(f"obliquity (n={ob['n']})", ob["mean"], ob["sd"])],
+                                   "% gait cycle", "deg (+ = right side lower)", shade=shade,
+                                   zero_line=True))
+        parts.append("</div>")
+
+    # ---- scatter
+    parts.append(f"<h2 id='scatter'>Stride by stride: GMed against ES ({unit})</h2><p><small>"
+                 f"One dot per stride (mean in single support). Above the dashed line the ES is "
+                 f"above the GMed (ratio &lt; 1).</small></p><div class='plots'>")
+    for side in SIDE_NAMES:
+        ps = rep["sides"][side]["per_stride"]
+        g = np.asarray(ps["stance_gmed_pct_mvc"], float)
+        parts.append(svg.scatter_plot(
+            f"scatter-{side}", f"{side.capitalize()} stance: ES vs stance GMed",
+            [("stance-side ES", _arr(ps["stance_gmed_pct_mvc"]), _arr(ps["stance_es_ipsi_pct_mvc"])),
+             ("opposite ES", _arr(ps["stance_gmed_pct_mvc"]), _arr(ps["stance_es_contra_pct_mvc"]))]
+            if len(g) else [], f"stance GMed ({unit})", f"ES ({unit})"))
+    parts.append("</div>")
+
+    # ---- quality
+    qd = rep["quality"]
+    parts.append("<h2 id='quality'>Signal quality and data loss</h2>")
+    cff = qd["channel_flag_fraction"]
+    flag_names = ["lead_off", "clipping", "mains", "flat", "motion"]
+    groups = [(fn, [100.0 * (cff[ch][fn] if cff.get(ch) else float("nan")) for ch in EMG_CHANNELS])
+              for fn in flag_names]
+    parts.append("<div class='plots'>")
+    parts.append(svg.bar_plot("quality-channels", "Time with a quality flag, per channel",
+                              list(EMG_CHANNELS), groups, "% of status reports"))
+    per_min = qd["envelope_loss_per_minute"] or [0.0]
+    parts.append(svg.line_plot("loss-over-time", "Envelope samples lost, per minute",
+                               [("lost", np.arange(len(per_min)), 100 * np.asarray(per_min, float))],
+                               "minute of session", "% lost", markers=len(per_min) < 40))
+    parts.append("</div>")
+    link = qd.get("link") or {}
+    parts.append(_kv_table([("Loss used for HIGH_LOSS", f"{100 * qd['loss_fraction']:.2f} %"),
+                            ("Envelope samples", (f"{qd['envelope_samples_received']} of "
+                                                 f"{qd['envelope_samples_expected']} expected")),
+                            ("Link statistics", _fmt_dict(link)),
+                            ("Strides left out (electrode problems), left / right",
+                             (f"{rep['sides']['left']['quality']['strides_with_electrode_problems']} / "
+                             f"{rep['sides']['right']['quality']['strides_with_electrode_problems']}"))]))
+
+    # ---- tasks
+    parts.append("<h2 id='tasks'>Tasks</h2><table><tr><th>Task</th><th>Start (s)</th><th>End (s)</th>"
+                 "<th>Result</th></tr>")
+    for t in rep["tasks"]:
+        if "sides" in t:
+            res = "; ".join(f"{sd}: {v['strides']} strides, GMed/ES ipsi {_summ(v['gmed_es_ratio_ipsi'], 2)}, "
+                            f"drop {_summ(v['pelvic_drop_deg'])} deg" for sd, v in t["sides"].items())
+        elif "channels_pct_mvc" in t:
+            res = ", ".join(f"{ch} {_summ(v)}" for ch, v in t["channels_pct_mvc"].items()) + f" ({unit})"
+        else:
+            res = "no data"
+        parts.append(f"<tr><td>{escape(t['name'])}</td><td class='num'>{t['t_start_s']:.1f}</td>"
+                     f"<td class='num'>{t['t_end_s']:.1f}</td><td>{escape(res)}</td></tr>")
+    parts.append("</table>")
+
+    # ---- methods (ISEK)
+    norm = s["normalisation"]
+    el = s["electrodes"]
+    parts.append("<h2 id='methods'>Methods (ISEK reporting)</h2>")
+    parts.append(_kv_table([
+        ("Electrodes", _fmt_dict(el)),
+        ("Detection mode", el.get("detection_mode", "not recorded") if isinstance(el, dict) else "not recorded"),
+        *[(f"Placement {ch}", s["placement"].get(ch, "not recorded")) for ch in EMG_CHANNELS],
+        ("Filters", _fmt_dict(s["filters"])),
+        ("Sampling", (f"EMG {s['sampling']['emg_hz']:g} Hz; envelope {s['sampling']['envelope_hz']:g} Hz; "
+                     f"pelvis {s['sampling']['pelvis_hz']:g} Hz")),
+        ("Normalisation", f"{norm['used']} (requested {norm['requested']}): {norm['description']}"),
+        ("Reference amplitude (uV)", _fmt_dict({k: (round(v, 1) if v else v) for k, v in norm["reference_uv"].items()})),
+        ("Standing calibration (deg)", _fmt_dict({k: round(v, 2) for k, v in s["calibration"]["standing_deg"].items()})
+         + f" ({s['calibration']['source']})"),
+        ("Onset method", rep["definitions"]["gmed_onset_ms"]),
+        ("Pelvic drop", rep["definitions"]["pelvic_drop_deg"]),
+    ]))
+    parts.append("<h3>Flag rules</h3><table>" + "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rep["rules"]["text"].items())
+        + "</table>")
+
+    # ---- caveats
+    parts.append("<h2 id='caveats'>Caveats</h2><ul class='caveat'>"
+                 + "".join(f"<li>{escape(c)}</li>" for c in rep["caveats"]) + "</ul>")
+
+    # ---- per stride (collapsed)
+    parts.append("<h2 id='strides'>Per stride</h2>")
+    for side in SIDE_NAMES:
+        ps = rep["sides"][side]["per_stride"]
+        parts.append(f"<details><summary>{side.capitalize()} stance: {len(ps['stride'])} strides"
+                     f"</summary><table><tr><th>stride</th><th>IC (s)</th><th>GMed</th>"
+                     f"<th>ES ipsi</th><th>ES contra</th><th>ratio ipsi</th><th>ratio contra</th>"
+                     f"<th>drop (deg)</th><th>onset (ms)</th><th>note</th></tr>")
+        rows = []
+        for k in range(len(ps["stride"])):
+            note = "electrode problem" if ps["quality_excluded"][k] else ("" if ps["emg_valid"][k] else "data gap")
+            rows.append(
+                f"<tr><td>{ps['stride'][k]}</td><td class='num'>{_num(ps['t_ic_s'][k], 2)}</td>"
+                + "".join(f"<td class='num'>{_num(ps[m][k], d)}</td>" for m, d in (
+                    ("stance_gmed_pct_mvc", 1), ("stance_es_ipsi_pct_mvc", 1),
+                    ("stance_es_contra_pct_mvc", 1), ("gmed_es_ratio_ipsi", 2),
+                    ("gmed_es_ratio_contra", 2), ("pelvic_drop_deg", 1), ("gmed_onset_ms", 0)))
+                + f"<td>{note}</td></tr>")
+        parts.append("".join(rows) + "</table></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _arr(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)

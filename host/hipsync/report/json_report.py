@@ -1,0 +1,155 @@
+"""The report as a JSON-ready dict (schema: docs/report_schema.md, docs/report.schema.json)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+from ..analysis import rules
+from ..analysis.core import (
+    CURVE_POINTS,
+    PER_STRIDE_METRICS,
+    SessionAnalysis,
+    SideResult,
+)
+from ..session import EMG_CHANNELS, PELVIS_ANGLES
+
+SCHEMA_VERSION = "1.0"
+FLOAT_DECIMALS = 4
+
+CAVEATS = [
+    ("No study has validated a GMed:ES ratio cut-off. Flags describe a pattern seen stride by "
+    "stride; they are not a diagnosis (DOMAIN.md; Penney et al. 2014; Kendall et al. 2010)."),
+    ("A weak gluteus medius can show higher, not lower, activation in %MVC (Penney et al., Arch "
+    "Phys Med Rehabil 2014): a high stance GMed %MVC does not mean a strong muscle."),
+    "Hip-abductor strength and pelvic drop correlate poorly (Kendall et al. 2010).",
+    ("Trunk lean is not assessed: a sensor on the sacrum cannot see a lean of the trunk toward the "
+    "stance side, which can keep the pelvis level without the hip abductors."),
+    ("Pelvic angles from a single sacrum IMU differ from optical motion capture by about 2.7-4.5 "
+    "deg RMS (Bolink et al. 2016); drops are reported against this person's standing posture."),
+    ("Amplitude varies about 40 % between days and about 14 % within a session; compare sessions "
+    "only after normalising each one (here: to its own MVC when recorded)."),
+    ("Walking speed, step width (GMed +47 % when wide, -24 % when narrow), fatigue and electrode "
+    "placement change the activation; note them when comparing sessions."),
+]
+
+DEFINITIONS = {
+    "time": "device time in s (unwrapped clock ticks / 1000)",
+    "single_support": "of stance side S: from the contralateral final contact (FC) to the "
+                      "contralateral initial contact (IC)",
+    "stance_gmed_pct_mvc": "mean envelope of the stance-side GMed during single support, % of "
+                           "the normalisation reference (MVC unless session.normalisation.used "
+                           "says peak_dynamic)",
+    "stance_es_ipsi_pct_mvc": "same for the stance-side lumbar erector spinae",
+    "stance_es_contra_pct_mvc": "same for the opposite (swing-side) lumbar erector spinae",
+    "gmed_es_ratio_ipsi": "stance GMed mean / stance-side ES mean in single support (per stride)",
+    "gmed_es_ratio_contra": "stance GMed mean / contralateral ES mean in single support",
+    "pelvic_drop_deg": "largest swing-side drop of the pelvis (frontal plane) during single "
+                       "support relative to the standing calibration; positive = the swing side "
+                       "is lower than when standing. Left stance: obliquity - standing; right "
+                       "stance: -(obliquity - standing); obliquity is positive when the right "
+                       "side is lower",
+    "gmed_onset_ms": "stance GMed onset relative to IC (negative = before IC): first crossing of "
+                     f"resting mean + {rules.ONSET_K_SD:g} SD held {rules.ONSET_MIN_DURATION_S*1000:g} "
+                     "ms (Hodges & Bui 1996), minus the stated envelope delay",
+    "symmetry_index": "100 * (L - R) / (0.5 * (L + R)) of the side medians (Robinson et al. 1987)",
+    "summary": "{median, iqr (q3 - q1), q1, q3, n} over valid strides",
+}
+
+
+def generator_name() -> str:
+    try:
+        from importlib.metadata import version
+        return f"hipsync {version('hipsync')}"
+    except Exception:  # noqa: BLE001 - any failure: not installed as a distribution
+        return "hipsync"
+
+
+def _clean(x):
+    """JSON-safe: numpy to Python, NaN/inf to None, floats rounded."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_clean(v) for v in x.tolist()]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return round(v, FLOAT_DECIMALS) if math.isfinite(v) else None
+    return x
+
+
+def _side(r: SideResult) -> dict:
+    st = r.strides
+    per_stride = {"stride": st.stride, "t_ic_s": st.t_ic_s, "t_ss_start_s": st.t_ss_start_s,
+                  "t_ss_end_s": st.t_ss_end_s, "t_next_ic_s": st.t_next_ic_s,
+                  "emg_valid": r.emg_valid.tolist(), "quality_excluded": r.quality_bad.tolist()}
+    per_stride.update({m: r.per_stride[m] for m in PER_STRIDE_METRICS})
+    curves = {"phase_pct": np.linspace(0, 100, CURVE_POINTS),
+              "single_support_phase_pct": list(r.single_support_phase_pct)}
+    for name, c in r.curves.items():
+        curves[name] = c
+    out = {"stance_side": r.side[0].upper(), "strides": r.counts["emg_valid"],
+           "strides_detected": r.counts["detected"], "counts": r.counts}
+    out.update({m: r.summaries[m] for m in PER_STRIDE_METRICS})
+    out["flags"] = [f.code for f in r.flags]
+    out["flag_details"] = [f.as_dict() for f in r.flags]
+    out["summary"] = r.sentence
+    out["quality"] = {"strides_with_electrode_problems": int(r.quality_bad.sum()),
+                      "strides_with_data_gaps": r.counts["excluded_data_gap"],
+                      "fraction_excluded": (float(r.quality_bad.sum()) / len(st)) if len(st) else None}
+    out["per_stride"] = per_stride
+    out["curves"] = curves
+    return out
+
+
+def build(a: SessionAnalysis, generated_at: str | None = None) -> dict:
+    s = a.session
+    m = s.metadata
+    cal = a.calibration
+    norm = a.normalisation
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_by": generator_name(),
+        "generated_at": generated_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        "session": {
+            "session_id": m.session_id, "patient_id": m.patient_id, "device_id": m.device_id,
+            "firmware_version": m.firmware_version, "started_at": m.started_at,
+            "duration_s": s.duration_s,
+            "sampling": {"emg_hz": m.emg_rate_hz, "envelope_hz": m.envelope_rate_hz,
+                         "pelvis_hz": m.pelvis_rate_hz},
+            "channels": list(EMG_CHANNELS),
+            "filters": m.filters, "electrodes": m.electrodes, "placement": m.placement,
+            "normalisation": {"requested": m.normalisation, "used": norm.method,
+                              "reference_uv": norm.reference_uv, "mvc_uv": norm.mvc_uv,
+                              "description": norm.note},
+            "calibration": {"standing_deg": dict(zip(PELVIS_ANGLES, cal.standing_deg)),
+                            "source": cal.source,
+                            "rest_emg_uv": (None if a.rest is None else
+                                            {"mean": dict(zip(EMG_CHANNELS, a.rest.mean_uv)),
+                                             "sd": dict(zip(EMG_CHANNELS, a.rest.sd_uv))})},
+            "tasks": [{"name": t.name, "t_start_s": t.t_start_s, "t_end_s": t.t_end_s}
+                      for t in s.tasks],
+            "link_stats": m.link_stats,
+        },
+        "definitions": DEFINITIONS,
+        "rules": {"thresholds": {"gmed_es_ratio_boundary": rules.GMED_ES_RATIO_BOUNDARY,
+                                 "majority_fraction": rules.MAJORITY_FRACTION,
+                                 "min_strides_for_flags": rules.MIN_STRIDES_FOR_FLAGS,
+                                 "pelvic_drop_deg": rules.PELVIC_DROP_DEG,
+                                 "low_quality_stride_fraction": rules.LOW_QUALITY_STRIDE_FRACTION,
+                                 "high_loss_fraction": rules.HIGH_LOSS_FRACTION},
+                  "text": rules.RULE_TEXT},
+        "sides": {name: _side(r) for name, r in a.sides.items()},
+        "symmetry": a.symmetry,
+        "tasks": a.tasks,
+        "quality": a.quality,
+        "flags": [f.as_dict() for f in a.flags],
+        "warnings": a.warnings,
+        "caveats": CAVEATS,
+    }
+    return _clean(report)

@@ -1,0 +1,105 @@
+"""SQLite schema of the session store (one definition; version in PRAGMA user_version).
+
+Streams are stored one row per received frame, keyed by (session, seq) with the assembler's
+unwrapped sequence number, so re-ingesting the same frames (a re-sync) inserts nothing twice.
+Batch payloads are numpy int32 bytes, sample-major (n_samples, n_channels), in wire units
+(envelope uV, pelvis centidegrees)."""
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS patients (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,          -- pseudonymous id; never a name
+    created_at TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL UNIQUE,
+    first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    patient INTEGER NOT NULL REFERENCES patients(id),
+    device INTEGER NOT NULL REFERENCES devices(id),
+    firmware_version TEXT NOT NULL DEFAULT '',
+    started_at TEXT NOT NULL,
+    emg_rate_hz REAL NOT NULL,
+    envelope_rate_hz REAL NOT NULL,
+    pelvis_rate_hz REAL NOT NULL,
+    filters_json TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sessions_by_patient ON sessions(patient, started_at);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    name TEXT NOT NULL,
+    t_start_s REAL NOT NULL,            -- device time, s (clock ticks / 1000)
+    t_end_s REAL NOT NULL,
+    UNIQUE (session, name, t_start_s)
+);
+CREATE TABLE IF NOT EXISTS calibrations (
+    session INTEGER PRIMARY KEY REFERENCES sessions(id),
+    standing_obliquity_deg REAL,
+    standing_tilt_deg REAL,
+    standing_rotation_deg REAL,
+    mvc_l_gmed_uv REAL,                 -- NULL: no MVC recorded for that muscle
+    mvc_r_gmed_uv REAL,
+    mvc_l_es_uv REAL,
+    mvc_r_es_uv REAL,
+    source TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS electrode_placement (
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    channel TEXT NOT NULL,              -- l_gmed | r_gmed | l_es | r_es | '*' (electrode type)
+    description_json TEXT NOT NULL,
+    PRIMARY KEY (session, channel)
+);
+CREATE TABLE IF NOT EXISTS normalisation (
+    session INTEGER PRIMARY KEY REFERENCES sessions(id),
+    method TEXT NOT NULL                -- 'MVC' (requested); analysis reports what it used
+);
+CREATE TABLE IF NOT EXISTS batches (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    type INTEGER NOT NULL,              -- hipwire.frames ENVELOPE / PELVIS / RAW_EMG
+    clock INTEGER NOT NULL,             -- unwrapped ticks of the first sample
+    period_ticks INTEGER NOT NULL,
+    n_samples INTEGER NOT NULL,
+    n_channels INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    host_time_s REAL NOT NULL,
+    late INTEGER NOT NULL,
+    clock_suspect INTEGER NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batches_by_clock ON batches(session, type, clock);
+CREATE TABLE IF NOT EXISTS events (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    clock INTEGER NOT NULL,
+    kind TEXT NOT NULL,                 -- IC | FC
+    side TEXT NOT NULL,                 -- L | R
+    stride INTEGER NOT NULL,
+    host_time_s REAL NOT NULL,
+    clock_suspect INTEGER NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    clock INTEGER NOT NULL,
+    fields_json TEXT NOT NULL,
+    host_time_s REAL NOT NULL,
+    clock_suspect INTEGER NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS link_stats (
+    session INTEGER PRIMARY KEY REFERENCES sessions(id),
+    stats_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
