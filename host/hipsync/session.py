@@ -21,6 +21,8 @@ EVENT_DTYPE = np.dtype([("t_s", "f8"), ("kind", "U2"), ("side", "U1"), ("stride"
 
 # Task names the report understands. Other names are kept and listed but not analysed.
 TASK_STANDING = "standing"
+# Names accepted for the quiet-standing calibration task (the simulator says "standing_calibration").
+STANDING_TASK_NAMES = ("standing", "standing_calibration")
 TASK_WALK = "walk"
 MVC_TASKS = {ch: f"mvc_{ch}" for ch in EMG_CHANNELS}  # e.g. "mvc_l_gmed"
 KNOWN_TASKS = (TASK_STANDING, *MVC_TASKS.values(), TASK_WALK, "step_down", "single_leg_squat",
@@ -140,7 +142,8 @@ class SessionData:
             raise ValueError("pelvis_t_s and pelvis_deg differ in length")
 
     def tasks_named(self, name: str) -> list[Task]:
-        return [t for t in self.tasks if t.name == name]
+        names = STANDING_TASK_NAMES if name == TASK_STANDING else (name,)
+        return [t for t in self.tasks if t.name in names]
 
     @property
     def duration_s(self) -> float:

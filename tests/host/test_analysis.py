@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hipsync.analysis import analyse, find_strides, rules, summary, symmetry_index
 from hipsync.analysis import synthetic as syn
-from hipsync.session import Calibration, make_events
+from hipsync.session import Calibration, Task, make_events
 from hipsync.store import MissingCalibration, NoGaitData
 
 
@@ -190,3 +190,15 @@ def test_rule_thresholds_are_the_documented_ones():
                                     ratio_contra=[2.0] * 20, drop_median_deg=4.0, n_valid=20,
                                     n_quality_bad=0, n_detected=20, mvc_normalised=True)
     assert exactly_half == []  # a tie is not a majority; 4.0 deg is not more than 4 deg
+
+
+def test_task_names_from_the_simulator_protocol_are_understood():
+    """'standing_calibration' counts as the standing task; a _L/_R suffix gives the task's side."""
+    s = syn.make_session(syn.healthy(seed=9, walk_s=30))
+    s.tasks = [Task("standing_calibration", t.t_start_s, t.t_end_s) if t.name == "standing" else t
+               for t in s.tasks]
+    s.tasks.append(Task("step_down_L", 2.0, 4.0))
+    a = analyse(s)
+    assert a.calibration.standing_deg[0] == pytest.approx(syn.STANDING_DEG[0], abs=0.05)
+    step = next(t for t in a.tasks if t["name"] == "step_down_L")
+    assert step["side"] == "left" and set(step["channels_pct_mvc"]) == {"l_gmed", "r_gmed", "l_es", "r_es"}

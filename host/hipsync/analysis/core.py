@@ -301,10 +301,10 @@ def _sentence(r: SideResult, norm: Normalisation) -> str:
 
 
 def _task_side(name: str) -> str | None:
-    m = re.search(r"_(l|r|left|right)$", name)
+    m = re.search(r"_(l|r|left|right)$", name, flags=re.IGNORECASE)
     if not m:
         return None
-    return "left" if m.group(1).startswith("l") else "right"
+    return "left" if m.group(1).lower().startswith("l") else "right"
 
 
 def _task_summaries(session: SessionData, cal: Calibration, norm: Normalisation,
