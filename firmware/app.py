@@ -1,0 +1,407 @@
+# The device application: wires capture -> dsp -> frames -> radio and flash log.
+#
+# Tasks (asyncio): processing (drain the capture rings, run the DSP, frame the results), radio
+# (hand queued frames to the BLE server while it accepts), control (answer commands), status (one
+# STATUS frame per second of the SAMPLE clock) and ui (button, LED). IRQs only store samples and set
+# flags (capture, BLE server). A supervisor restarts a task that dies and counts it; the watchdog is
+# fed only while every task keeps beating, so a hung loop resets the board.
+#
+# Time: everything the device measures or stamps uses the sample clock (the AFE's DRDY count), not
+# the asyncio timers, which follow wall time (and on the virtual device run at another speed).
+from array import array
+
+import asyncio
+from micropython import const
+
+from capture.emg_capture import EmgCapture
+from capture.imu_capture import ImuCapture
+from dsp.emg_envelope import EnvelopeChain
+from dsp.emg_quality import SignalQuality
+from dsp.gait import GaitDetector
+from dsp.pelvis import PelvisEstimator
+from hipwire import commands as cmd
+from hipwire import frames as wire
+from hipwire import units
+from link.ble_server import BleServer
+from link.control import Control
+from link.streamer import SLOT_BYTES, Streamer
+
+FIRMWARE_VERSION = (0, 1, 0)
+
+_EMG_BLOCK = const(100)  # samples per drain (100 ms at 1 kHz)
+_IMU_BLOCK = const(128)  # a full FIFO, so an overflowed FIFO empties in one drain
+_HOLD_LIMIT_TICKS = const(2000)  # longer EMG gaps restart the filters instead of bridging them
+_STATUS_TICKS = const(1000)
+_PERIOD_MS = const(10)
+_TASKS = const(5)
+_WDT_TIMEOUT_MS = const(8000)
+_STALE_BEATS_MS = const(4000)
+
+
+def _log(msg):
+    print("hipsync:", msg)
+
+
+class App:
+    def __init__(self, board, ble, device_id, auth=None, sessions=None, log=_log):
+        """board: board.hw.build(); ble: bluetooth.BLE(); auth: an authenticator with
+        is_authenticated(conn) and its command handlers (None: the sync/auth service provides it);
+        sessions: the flash log's command handlers (None: no recording)."""
+        self.board = board
+        self.log = log
+        self.device_id = device_id
+        self.afe = board.afe_driver()
+        self.imu = board.imu_driver()
+        self.emg = EmgCapture(self.afe, board.afe_drdy, board.drdy_counter)
+        self.imu_cap = ImuCapture(self.imu, board.imu_to_body, self.emg)
+        self.envelope = EnvelopeChain()
+        self.quality = SignalQuality()
+        self.pelvis = PelvisEstimator()
+        self.gait = GaitDetector()
+        self.streamer = Streamer()
+        self.server = BleServer(ble, device_id)
+        self.auth = auth
+        self.sessions = sessions
+        handlers = {
+            cmd.OP_INFO: self._cmd_info,
+            cmd.OP_BATTERY: self._cmd_battery,
+            cmd.OP_STREAM_START: self._cmd_stream_start,
+            cmd.OP_STREAM_STOP: self._cmd_stream_stop,
+            cmd.OP_SET_CONFIG: self._cmd_set_config,
+            cmd.OP_CALIBRATE: self._cmd_calibrate,
+            cmd.OP_TIME_SYNC: self._cmd_time_sync,
+        }
+        for extra in (auth, sessions):
+            if extra is not None:
+                handlers.update(extra.handlers())
+        self.control = Control(handlers, auth if auth is not None else _Open(), log)
+        # preallocated working buffers: the sample path allocates nothing
+        self.codes = array("i", bytes(4 * units.N_EMG * _EMG_BLOCK))
+        self.leadoff = bytearray(_EMG_BLOCK)
+        self.env_out = array("i", bytes(4 * units.N_EMG * (_EMG_BLOCK // 10 + 1)))
+        self.imu_block = array("h", bytes(2 * 6 * _IMU_BLOCK))
+        self.pel_out = array("i", bytes(4 * 3 * _IMU_BLOCK))
+        self.event = array("i", bytes(4 * 4))
+        self.command = bytearray(256)
+        self.hold = array("i", bytes(4 * units.N_EMG * _EMG_BLOCK))
+        # state
+        self.emg_next = -1  # clock of the next EMG sample the filters expect
+        self.emg_in = 0  # EMG samples the envelope chain has taken since its reset
+        self.emg_origin = 0  # clock of the chain's first sample
+        self.next_status = 0
+        self.raw_mode = False
+        self.mvc_channel = -1
+        self.mvc_peak_uv = 0
+        self.time_anchor = None  # (host unix ms, device clock) from TIME_SYNC
+        self.beats = array("i", bytes(4 * _TASKS))
+        self.restarts = 0
+        self.running = False
+
+    # ------------------------------------------------------------------ start / stop
+    def start(self):
+        self.afe.begin()
+        self.afe.configure()
+        self.imu.begin()
+        self.server.start()
+        self.emg.start()
+        self.imu.start()
+        self.imu_cap.start()
+        self.afe.start_continuous()
+        self.running = True
+
+    async def run(self, watchdog=True):
+        self.start()
+        tasks = (self._processing, self._radio, self._control, self._status, self._ui)
+        for i in range(len(tasks)):
+            asyncio.create_task(self._supervise(i, tasks[i]))
+        wdt = self.board.wdt_factory(_WDT_TIMEOUT_MS) if watchdog else None
+        await self._watchdog(wdt)
+
+    async def _supervise(self, index, task):
+        while True:
+            try:
+                await task(index)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - log, count, restart: the device keeps going
+                self.restarts += 1
+                self.log("task %d died (%r); restarting" % (index, e))
+                await asyncio.sleep_ms(100)
+
+    async def _watchdog(self, wdt):
+        seen = array("i", bytes(4 * _TASKS))
+        while True:
+            await asyncio.sleep_ms(_STALE_BEATS_MS // 2)
+            healthy = True
+            for i in range(_TASKS):
+                if self.beats[i] == seen[i]:
+                    healthy = False
+                seen[i] = self.beats[i]
+            if healthy and wdt is not None:
+                wdt.feed()
+
+    # ------------------------------------------------------------------ processing
+    async def _processing(self, me):
+        while True:
+            self.beats[me] += 1
+            self.process_once()
+            await asyncio.sleep_ms(_PERIOD_MS)
+
+    def process_once(self):
+        """Drain both captures and run the DSP on what they held. Allocates nothing."""
+        max_len = self._max_frame()
+        while True:
+            n = self.emg.drain(self.codes, self.leadoff, _EMG_BLOCK)
+            if n == 0:
+                break
+            self._emg_block(n, self.emg.clock_first, max_len)
+        while True:
+            n = self.imu_cap.drain(self.imu_block, _IMU_BLOCK)
+            if n == 0:
+                break
+            self._imu_block(n, self.imu_cap.clock_first, max_len)
+
+    def _emg_block(self, n, clock, max_len):
+        if self.emg_next >= 0 and clock != self.emg_next:
+            gap = clock - self.emg_next
+            if 0 < gap <= _HOLD_LIMIT_TICKS:
+                self._bridge(gap, max_len)  # lost samples are counted by the capture
+            else:
+                self.envelope.reset()
+                self.emg_in = 0
+        if self.emg_in == 0:
+            self.emg_origin = clock
+        lead = 0
+        for i in range(n):
+            lead |= self.leadoff[i]
+        self.quality.process(self.codes, n, lead)
+        self._envelope(self.codes, n, max_len)
+        self.emg_next = clock + n
+
+    def _bridge(self, gap, max_len):
+        """Feed the last good sample through the filters for a short gap, so that envelope clocks
+        stay on the 100 Hz grid; the capture has counted the samples as lost."""
+        last = (_EMG_BLOCK - 1) * units.N_EMG
+        hold = self.hold
+        for k in range(_EMG_BLOCK):
+            for c in range(units.N_EMG):
+                hold[k * units.N_EMG + c] = self.codes[c] if self.emg_next < 0 else hold[last + c]
+        while gap > 0:
+            step = gap if gap < _EMG_BLOCK else _EMG_BLOCK
+            self._envelope(hold, step, max_len)
+            gap -= step
+
+    def _envelope(self, codes, n, max_len):
+        first_out = self.emg_in
+        m = self.envelope.process(codes, n, self.env_out, 0)
+        self.emg_in += n
+        if m == 0:
+            return
+        # output j of the chain is the envelope at input (j + 1) * 10 - 1 since its reset
+        j0 = (first_out + 9) // 10
+        clock = self.emg_origin + (j0 + 1) * 10 - 1
+        if self.mvc_channel >= 0:
+            ch = self.mvc_channel
+            for k in range(m):
+                v = self.env_out[k * units.N_EMG + ch]
+                if v > self.mvc_peak_uv:
+                    self.mvc_peak_uv = v
+        self.streamer.add_envelope(self.env_out, 0, m, clock, max_len)
+        for k in range(units.N_EMG):
+            self.hold[(_EMG_BLOCK - 1) * units.N_EMG + k] = codes[(n - 1) * units.N_EMG + k]
+
+    def _imu_block(self, n, clock, max_len):
+        self.pelvis.process(self.imu_block, n, self.pel_out, 0)
+        self.streamer.add_pelvis(self.pel_out, 0, n, clock, max_len)
+        self.gait.process(self.imu_block, n, clock)
+        ev = self.event
+        while self.gait.pop(ev):
+            self.streamer.add_event(ev[0], ev[1], ev[2], ev[3])
+
+    def _max_frame(self):
+        """Frames for the flash log alone use whole slots; once a central is connected they must
+        fit its ATT payload, which is the 20-byte minimum until the MTU exchange settles."""
+        server = self.server
+        if not server.connected:
+            return SLOT_BYTES
+        return server.att_payload if server.mtu_settled else wire.MIN_ATT_PAYLOAD
+
+    # ------------------------------------------------------------------ radio
+    async def _radio(self, me):
+        streamer = self.streamer
+        server = self.server
+        while True:
+            self.beats[me] += 1
+            while True:
+                i = streamer.peek()
+                if i < 0:
+                    break
+                if not server.connected:
+                    server.drop_frame(streamer.count)
+                    streamer.clear()
+                    break
+                if not server.notify_stream(streamer.slots[i], streamer.lengths[i]):
+                    break  # back-pressure: the frame stays queued and goes out next round
+                streamer.pop()
+            await asyncio.sleep_ms(_PERIOD_MS)
+
+    # ------------------------------------------------------------------ control
+    async def _control(self, me):
+        while True:
+            self.beats[me] += 1
+            n = self.server.poll_command(self.command)
+            if n:
+                reply_len = self.control.handle(memoryview(self.command)[:n],
+                                                self.server.conn_handle, self.server.att_payload)
+                self.server.send_response(self.control.reply, reply_len)
+            else:
+                await asyncio.sleep_ms(_PERIOD_MS)
+
+    def _cmd_info(self, args, conn):
+        major, minor, patch = FIRMWARE_VERSION
+        auth_required = 0 if self.auth is None else 1
+        return cmd.OK, (major, minor, patch, wire.VERSION, units.EMG_RATE_HZ, units.IMU_RATE_HZ,
+                        units.N_EMG, self.device_id, auth_required)
+
+    def _cmd_battery(self, args, conn):
+        mv, pct = self._battery()
+        return cmd.OK, (pct, mv)
+
+    def _cmd_stream_start(self, args, conn):
+        mode = args[0]
+        if mode not in (cmd.MODE_PROCESSED, cmd.MODE_RAW):
+            return cmd.ERR_BAD_ARG
+        if mode == cmd.MODE_RAW:
+            return cmd.ERR_BAD_ARG  # raw mode needs the raw codec, not in this build
+        self.streamer.live = True
+        self.next_status = 0
+        return cmd.OK
+
+    def _cmd_stream_stop(self, args, conn):
+        self.streamer.flush(self._max_frame())
+        self.streamer.live = False
+        return cmd.OK
+
+    def _cmd_set_config(self, args, conn):
+        mains_hz = args[0]
+        if mains_hz not in (50, 60):
+            return cmd.ERR_BAD_ARG
+        self.envelope.set_mains_hz(mains_hz)
+        self.quality.set_mains_hz(mains_hz)
+        return cmd.OK
+
+    def _cmd_calibrate(self, args, conn):
+        step = args[0]
+        if step == cmd.CAL_STANDING_BEGIN:
+            self.pelvis.begin_standing_calibration()
+            return cmd.OK, (step, 1)
+        if step == cmd.CAL_STANDING_END:
+            return cmd.OK, (step, 1 if self.pelvis.end_standing_calibration() else 0)
+        channel = step & 0x0F
+        if channel >= units.N_EMG:
+            return cmd.ERR_BAD_ARG
+        if step & 0xF0 == cmd.CAL_MVC_BEGIN:
+            self.mvc_channel = channel
+            self.mvc_peak_uv = 0
+            return cmd.OK, (step, 0)
+        if step & 0xF0 == cmd.CAL_MVC_END:
+            if self.mvc_channel != channel:
+                return cmd.ERR_BAD_ARG
+            self.mvc_channel = -1
+            return cmd.OK, (step, self.mvc_peak_uv)
+        return cmd.ERR_BAD_ARG
+
+    def _cmd_time_sync(self, args, conn):
+        clock = self.emg.clock_now()
+        self.time_anchor = (args[0], clock)
+        if self.sessions is not None:
+            self.sessions.set_time_anchor(args[0], clock)
+        return cmd.OK, (clock & 0xFFFFFFFF,)
+
+    # ------------------------------------------------------------------ status
+    async def _status(self, me):
+        while True:
+            self.beats[me] += 1
+            clock = self.emg.clock_now()
+            if clock >= self.next_status:
+                self.next_status = clock + _STATUS_TICKS
+                self._fill_status()
+                self.streamer.send_status(clock, self._max_frame())
+            await asyncio.sleep_ms(_PERIOD_MS * 10)
+
+    def _battery(self):
+        mv = self.board.battery_uv() // 1000
+        # LiPo: ~3.3 V empty, ~4.15 V full under light load; linear is honest enough for a gauge
+        pct = (mv - 3300) * 100 // 850
+        return mv, 0 if pct < 0 else 100 if pct > 100 else pct
+
+    def _fill_status(self):
+        v = self.streamer.status
+        mv, pct = self._battery()
+        state = 0
+        if self.streamer.live:
+            state |= wire.STATE_STREAMING
+        if self.auth is not None and self.auth.is_authenticated(self.server.conn_handle):
+            state |= wire.STATE_AUTHENTICATED
+        if self.pelvis.calibrated:
+            state |= wire.STATE_CALIBRATED
+        if pct < 15:
+            state |= wire.STATE_LOW_BATTERY
+        free_kib = 0
+        if self.sessions is not None:
+            state |= self.sessions.state_flags()
+            free_kib = self.sessions.free_kib()
+        v[wire.V_BATTERY_PCT] = pct
+        v[wire.V_STATE] = state
+        v[wire.V_BATTERY_MV] = mv
+        for c in range(units.N_EMG):
+            v[wire.V_QUALITY + c] = self.quality.flags(c)
+            mains = self.quality.mains_uv(c)
+            v[wire.V_MAINS_UV + c] = mains if mains < 0xFFFF else 0xFFFF
+        v[wire.V_EMG_LOST] = self.emg.lost_samples
+        v[wire.V_IMU_LOST] = self.imu_cap.lost_samples
+        v[wire.V_FRAMES_DROPPED] = self.server.frames_dropped + self.streamer.frames_dropped
+        v[wire.V_FLASH_FREE_KIB] = free_kib
+        v[wire.V_EVENTS_DROPPED] = self.gait.dropped_events + self.streamer.samples_dropped
+        v[wire.V_TASK_RESTARTS] = self.restarts
+
+    # ------------------------------------------------------------------ ui
+    async def _ui(self, me):
+        led = self.board.led
+        tick = 0
+        while True:
+            self.beats[me] += 1
+            tick += 1
+            # LED: solid when streaming to a host, slow blink while recording, short blip idle
+            if self.streamer.live and self.server.connected:
+                led.value(1)
+            elif self.sessions is not None and self.sessions.recording():
+                led.value(tick % 10 < 5)
+            else:
+                led.value(tick % 20 == 0)
+            if self.sessions is not None:
+                self.sessions.poll_button(self.board.button)
+            await asyncio.sleep_ms(100)
+
+
+class _Open:
+    """No authenticator configured (development builds): every command is allowed."""
+
+    def is_authenticated(self, conn):
+        return True
+
+
+def _device_id(ble):
+    mac = ble.config("mac")
+    return bytes(mac[1])[-6:] if isinstance(mac, tuple) else bytes(mac)[-6:]
+
+
+async def main():
+    import bluetooth
+
+    from board import hw
+
+    board = hw.build()
+    ble = bluetooth.BLE()
+    app = App(board, ble, _device_id(ble))
+    await app.run()
