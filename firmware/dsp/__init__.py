@@ -1,0 +1,1 @@
+# On-device signal processing: one stage per file (emg_*, pelvis, gait). No hardware, no radio.
