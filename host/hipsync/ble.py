@@ -160,9 +160,16 @@ class DeviceLink:
 
     @property
     def mtu(self) -> int:
+        """The negotiated ATT MTU. bleak's BlueZ backend reports 23 in mtu_size whatever was
+        negotiated, so the control characteristic's max_write_without_response_size (MTU - 3,
+        right on BlueZ >= 5.62) is taken when it says more."""
         if self._client is None:
             raise NotConnected("not connected")
-        return self._client.mtu_size
+        mtu = self._client.mtu_size
+        char = self._client.services.get_characteristic(gatt.CONTROL_UUID)
+        if char is not None:
+            mtu = max(mtu, char.max_write_without_response_size + 3)
+        return mtu
 
     @property
     def att_payload(self) -> int:
@@ -195,7 +202,7 @@ class DeviceLink:
                             f"advertising and in range?") from e
         self._client = client
         self.disconnected.clear()
-        self.events.append(LinkEvent("connected", self._clock(), f"mtu={client.mtu_size}"))
+        self.events.append(LinkEvent("connected", self._clock(), f"mtu={self.mtu}"))
 
     async def disconnect(self) -> None:
         self._closing = True
