@@ -198,7 +198,7 @@ class App:
         if m == 0:
             return
         # output j of the chain is the envelope at input (j + 1) * 10 - 1 since its reset
-        j0 = (first_out + 9) // 10
+        j0 = first_out // 10
         clock = self.emg_origin + (j0 + 1) * 10 - 1
         if self.mvc_channel >= 0:
             ch = self.mvc_channel
@@ -224,7 +224,7 @@ class App:
         server = self.server
         if not server.connected:
             return SLOT_BYTES
-        return server.att_payload if server.mtu_settled else wire.MIN_ATT_PAYLOAD
+        return server.att_payload if server.mtu_settled() else wire.MIN_ATT_PAYLOAD
 
     # ------------------------------------------------------------------ radio
     async def _radio(self, me):

@@ -6,8 +6,9 @@
 # Environment (set by host/hipsync/sim/virtual_device.py):
 #   HIPSYNC_AIR        127.0.0.1:PORT of the virtual air (firmware/unixboard/bluetooth.py reads it)
 #   HIPSYNC_DEVICE_ID  12 hex digits: the fake radio's MAC; apps may use it as their device id
-#   HIPSYNC_SPEED      modelled seconds per wall second (for the unix board's sample clock)
-#   HIPSYNC_FEED       path of the chip feed file (shared/hipwire/feed.py) for the fake chips
+#   HIPSYNC_SPEED      modelled seconds per wall second: the simulated chips' pace
+#   HIPSYNC_FEED       path of the chip feed file (shared/hipwire/feed.py) for the fake chips; without
+#                      it they produce a generated test pattern
 #   HIPSYNC_APP        module to run instead of `app` (tests use a small GATT test app)
 #
 # Contract with the app module: it defines `async def main()`; this script starts the unix board's
@@ -26,8 +27,16 @@ import bluetooth  # noqa: E402
 
 def main():
     name = os.getenv("HIPSYNC_APP") or "app"
+    # The simulated chips: the fake ADS1294R and ICM-42688-P replay the feed at the modelled speed
+    # (virtual time runs from the sample clock they produce, not from wall time).
+    # Test apps (HIPSYNC_APP) exercise the radio alone and get no chips.
     app = __import__(name)
     asyncio.create_task(bluetooth.poll_task())
+    if name == "app":
+        import hardware_clock
+
+        chips = hardware_clock.install(os.getenv("HIPSYNC_FEED") or None)
+        asyncio.create_task(chips.run(float(os.getenv("HIPSYNC_SPEED") or "1")))
     try:
         asyncio.run(app.main())
     except KeyboardInterrupt:  # VirtualDevice.stop() sends SIGINT

@@ -1,0 +1,217 @@
+"""Live acquisition: a connected device's stream into the session store, with a recording protocol.
+
+    session = LiveSession(link, store, session_id, authenticate=auth)
+    await session.start()
+    for step in steps: await session.run_step(step)   # standing calibration, MVC trials, walking
+    result = await session.stop()
+
+Everything received is written to the store as it arrives (the store commits about every second),
+so killing the process loses at most the last second. The device clock is the time base: steps wait
+for device time to pass, observed through the frames, so the protocol runs the same on the virtual
+device at any speed. After a link drop the link reconnects; the session authenticates again,
+restarts the stream, and the gap shows up as lost frames in the link statistics and the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hipwire import commands as cmd
+from hipwire import units
+from hipwire.records import CAPTURE_MAGIC, encode_capture_entry
+
+from .ble import CommandError, DeviceLink, LinkError
+from .protocol import Envelope, Event, Pelvis, Received, Status, StreamAssembler
+
+MUSCLE_CHANNELS = {name: i for i, name in enumerate(units.EMG_CHANNELS)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task of a recording protocol. `start_s`: device time to start at (None: now)."""
+
+    name: str  # store task name: "standing", "mvc_l_gmed", "walk", ...
+    duration_s: float
+    start_s: float | None = None
+    prompt: str = ""
+
+    @property
+    def calibration(self) -> tuple[int, int] | None:
+        """(begin, end) CALIBRATE step codes for calibration tasks, else None."""
+        if self.name.startswith("standing"):
+            return cmd.CAL_STANDING_BEGIN, cmd.CAL_STANDING_END
+        if self.name.startswith("mvc_"):
+            ch = MUSCLE_CHANNELS[self.name[4:]]
+            return cmd.CAL_MVC_BEGIN + ch, cmd.CAL_MVC_END + ch
+        return None
+
+
+def clinic_protocol(walk_s: float = 120.0) -> list[Step]:
+    """The standard protocol: standing calibration, an MVC per muscle, then walking."""
+    steps = [Step("standing", 10.0, prompt="Stand still, feet hip-width apart, looking ahead.")]
+    for muscle in units.EMG_CHANNELS:
+        side = "left" if muscle.startswith("l_") else "right"
+        what = "hip abduction against the strap" if "gmed" in muscle else "back extension"
+        steps.append(Step(f"mvc_{muscle}", 5.0, prompt=f"Maximal {side} {what}: push as hard as "
+                                                       f"you can for 5 seconds."))
+    steps.append(Step("walk", walk_s, prompt="Walk at your usual pace."))
+    return steps
+
+
+@dataclass
+class StepResult:
+    name: str
+    t_start_s: float
+    t_end_s: float
+    value: int | None = None  # MVC peak (uV) or standing calibration ok (1/0)
+
+
+@dataclass
+class SessionResult:
+    session_id: int
+    steps: list[StepResult] = field(default_factory=list)
+    link_stats: dict = field(default_factory=dict)
+    reconnects: int = 0
+    frames_stored: int = 0
+
+
+class LiveSession:
+    def __init__(self, link: DeviceLink, store, session_id: int, *,
+                 authenticate: Callable[[DeviceLink], Awaitable[None]] | None = None,
+                 capture_path: Path | None = None,
+                 on_frame: Callable[[Received], None] | None = None):
+        self.link = link
+        self.store = store
+        self.session_id = session_id
+        self.authenticate = authenticate
+        self.assembler = StreamAssembler()
+        self.writer = store.writer(session_id, link_stats=self.assembler.stats)
+        self.capture = None
+        if capture_path is not None:
+            self.capture = open(capture_path, "wb")  # noqa: SIM115 - closed in stop()
+            self.capture.write(CAPTURE_MAGIC)
+        self.on_frame = on_frame
+        self.device_time_s = 0.0
+        self.latest_status: Status | None = None
+        self._time_advanced = asyncio.Event()
+        self._pump_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+        self.result = SessionResult(session_id)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self._prepare_device()
+        self._pump_task = asyncio.create_task(self._pump())
+        self._watch_task = asyncio.create_task(self._watch_reconnects())
+
+    async def _prepare_device(self) -> None:
+        if self.authenticate is not None:
+            await self.authenticate(self.link)
+        await self.link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
+        await self.link.command(cmd.OP_STREAM_START, cmd.MODE_PROCESSED)
+
+    async def stop(self) -> SessionResult:
+        try:
+            await self.link.command(cmd.OP_STREAM_STOP)
+            await asyncio.sleep(0.3)  # let the frames flushed by the device arrive
+        except LinkError:
+            pass  # the device is gone: keep everything received so far
+        for task in (self._pump_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+        while not self.link.stream_queue.empty():
+            self._ingest(*self.link.stream_queue.get_nowait())
+        for received in self.assembler.flush():
+            self._store(received)
+        self.writer.close()
+        if self.capture is not None:
+            self.capture.close()
+        self.result.link_stats = self.assembler.stats.as_dict()
+        return self.result
+
+    # ------------------------------------------------------------ stream
+    async def _pump(self) -> None:
+        async for data, host_time_s in self.link.stream():
+            self._ingest(data, host_time_s)
+
+    def _ingest(self, data: bytes, host_time_s: float) -> None:
+        if self.capture is not None:
+            self.capture.write(encode_capture_entry(int(time.time() * 1e6), data))
+        for received in self.assembler.push_bytes(data, host_time_s):
+            self._store(received)
+
+    def _store(self, received: Received) -> None:
+        self.writer.add(received)
+        self.result.frames_stored += 1
+        frame = received.frame
+        if isinstance(frame, Status):
+            self.latest_status = frame
+        if not received.clock_suspect:
+            end = received.clock
+            if isinstance(frame, (Envelope, Pelvis)):
+                end += frame.n_samples * frame.period_ticks
+            t = end / units.CLOCK_HZ
+            if t > self.device_time_s:
+                self.device_time_s = t
+                self._time_advanced.set()
+        if self.on_frame is not None:
+            self.on_frame(received)
+
+    async def _watch_reconnects(self) -> None:
+        while True:
+            await self.link.reconnected.wait()
+            self.link.reconnected.clear()
+            self.result.reconnects += 1
+            try:
+                await self._prepare_device()
+            except LinkError:
+                continue  # dropped again: the next reconnect tries again
+
+    async def wait_device_time(self, t_s: float, timeout_s: float = 60.0) -> None:
+        """Wait until frames up to device time t_s have arrived."""
+        deadline = time.monotonic() + timeout_s
+        while self.device_time_s < t_s:
+            self._time_advanced.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LinkError(f"no data from the device for {timeout_s:.0f} s (device time "
+                                f"{self.device_time_s:.1f} s, waiting for {t_s:.1f} s)")
+            try:
+                await asyncio.wait_for(self._time_advanced.wait(), min(remaining, 1.0))
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------ protocol
+    async def run_step(self, step: Step, announce: Callable[[str], None] | None = None) -> StepResult:
+        if step.start_s is not None:
+            await self.wait_device_time(step.start_s)
+        if announce and step.prompt:
+            announce(step.prompt)
+        cal = step.calibration
+        if cal is not None:
+            await self._calibrate(cal[0])
+        # a scheduled step (the virtual patient's script) keeps its own times; a prompted one
+        # starts when the command went out, as seen in device time
+        t0 = step.start_s if step.start_s is not None else self.device_time_s
+        await self.wait_device_time(t0 + step.duration_s)
+        t1 = t0 + step.duration_s if step.start_s is not None else self.device_time_s
+        value = await self._calibrate(cal[1]) if cal is not None else None
+        self.store.add_task(self.session_id, step.name, t0, t1)
+        result = StepResult(step.name, t0, t1, value)
+        self.result.steps.append(result)
+        return result
+
+    async def _calibrate(self, code: int) -> int | None:
+        try:
+            _, values = await self.link.command(cmd.OP_CALIBRATE, code)
+        except CommandError:
+            raise
+        return values[1]
+
+
+def describe_event(frame: Event) -> str:
+    return f"{frame.kind} {frame.side} #{frame.stride}"
