@@ -129,11 +129,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HIPSYNC_BACKEND"] = "virtual"
     if args.store:
         os.environ["HIPSYNC_STORE"] = args.store
+    from hipsync.ble import LinkError
+    from hipsync.store import HipsyncDataError, UnknownPatient, UnknownSession
+
     try:
         return args.func(args) or EXIT_OK
     except CliError as e:
         print(f"hipsync {args.command}: {e}", file=sys.stderr)
         return e.code
+    except (UnknownSession, UnknownPatient) as e:  # a wrong argument
+        print(f"hipsync {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (HipsyncDataError, LinkError) as e:
+        print(f"hipsync {args.command}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"hipsync {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -79,7 +79,7 @@ async def run_demo(out: Path, *, walk_s: float = 120.0, speed: float = 6.0, seed
         firmware = "%d.%d.%d" % info[:3]
         session_id = store.create_session(
             patient_id, found[0].address, firmware_version=firmware,
-            filters=device_filters(), placement="SENIAM (see hardware/README.md)",
+            filters=device_filters(),
             normalisation="MVC", notes="virtual device demo: simulated patient, "
             f"weak side {weak_side or 'none'}, compensation {compensation or 'none'}, seed {seed}")
         session = LiveSession(link, store, session_id)

@@ -1,0 +1,135 @@
+"""`hipsync stream`: live view in the terminal, saving to the session store as it goes.
+
+Shows per muscle the envelope (uV), pelvic obliquity, the stride count, packet loss, signal
+quality and battery. Ctrl-C ends the session cleanly; everything received is already stored."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from hipsync.cli import CliError
+
+_BAR = 30
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patient", required=True, help="pseudonymous patient code, e.g. P001")
+    p.add_argument("--address", help="device address (default: the strongest one found)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many seconds of device time (default: until Ctrl-C)")
+    p.add_argument("--protocol", choices=["none", "clinic"], default="none",
+                   help="clinic: prompt standing calibration, MVC per muscle, then walking")
+    p.add_argument("--walk-s", type=float, default=120.0, help="walking time in the protocol")
+    p.add_argument("--capture", type=Path, help="also write the raw notifications to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.duration < 0 or args.walk_s <= 0:
+        raise CliError("--duration must be >= 0 and --walk-s > 0")
+    try:
+        return asyncio.run(_stream(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+class Dashboard:
+    def __init__(self, out=sys.stdout):
+        self.out = out
+        self.env = [0.0] * 4
+        self.obliquity = 0.0
+        self.strides = 0
+        self.status = None
+        self.last_draw = 0.0
+        self.prompt = ""
+
+    def on_frame(self, received) -> None:
+        from hipsync.protocol import Envelope, Event, Pelvis, Status
+
+        frame = received.frame
+        if isinstance(frame, Envelope):
+            self.env = [ch[-1] for ch in frame.channels]
+        elif isinstance(frame, Pelvis):
+            self.obliquity = frame.channels[0][-1] / 100
+        elif isinstance(frame, Event) and frame.kind == "IC":
+            self.strides += 1 if frame.side == "L" else 0
+        elif isinstance(frame, Status):
+            self.status = frame
+
+    def draw(self, session) -> None:
+        from hipwire.units import EMG_CHANNELS
+
+        now = time.monotonic()
+        if now - self.last_draw < 0.25:
+            return
+        self.last_draw = now
+        stats = session.assembler.stats
+        lines = [f"device time {session.device_time_s:7.1f} s   strides {self.strides}   "
+                 f"loss {100 * stats.loss_fraction:5.2f} %   frames {stats.frames_received}"]
+        scale = max(200.0, max(self.env))
+        for name, v in zip(EMG_CHANNELS, self.env):
+            n = int(_BAR * min(v, scale) / scale)
+            lines.append(f"  {name:<7} {v:7.0f} uV |{'#' * n}{' ' * (_BAR - n)}|")
+        pos = int(_BAR / 2 + max(-_BAR / 2, min(_BAR / 2 - 1, self.obliquity)))
+        lines.append(f"  obliquity {self.obliquity:+6.2f} deg  "
+                     f"|{' ' * pos}*{' ' * (_BAR - pos - 1)}|  (+ = right side low)")
+        if self.status is not None:
+            f = self.status.fields
+            quality = self.status.quality_names()
+            if "battery_pct" in f:
+                lines.append(f"  battery {f['battery_pct']} %  quality "
+                             + ", ".join(f"{n}: {'/'.join(q) or 'ok'}"
+                                         for n, q in zip(EMG_CHANNELS, quality or [[]] * 4)))
+        if self.prompt:
+            lines.append(f"  >> {self.prompt}")
+        self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n" if self.out.isatty()
+                       else lines[0] + "\n")
+        self.out.flush()
+
+
+async def _stream(args: argparse.Namespace) -> int:
+    from hipsync.acquire import LiveSession, clinic_protocol
+    from hipsync.commands._device import connected
+    from hipsync.store import open_store
+    from hipwire import commands
+
+    store = open_store()
+    dash = Dashboard()
+    async with connected(args.address) as link:
+        _, info = await link.command(commands.OP_INFO)
+        session_id = store.create_session(args.patient, link.address,
+                                          firmware_version="%d.%d.%d" % info[:3])
+        session = LiveSession(link, store, session_id, capture_path=args.capture,
+                              on_frame=dash.on_frame)
+        await session.start()
+        print(f"session {session_id}: recording to {store.path}")
+
+        def announce(text: str) -> None:
+            dash.prompt = text
+
+        async def redraw() -> None:
+            while True:
+                dash.draw(session)
+                await asyncio.sleep(0.25)
+
+        painter = asyncio.create_task(redraw())
+        try:
+            if args.protocol == "clinic":
+                for step in clinic_protocol(args.walk_s):
+                    await session.run_step(step, announce)
+            elif args.duration:
+                await session.wait_device_time(session.device_time_s + args.duration,
+                                               timeout_s=args.duration * 4 + 30)
+            else:
+                await asyncio.Event().wait()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            pass
+        finally:
+            painter.cancel()
+            result = await session.stop()
+    print(f"session {session_id}: {result.frames_stored} frames stored, "
+          f"{result.link_stats.get('frames_lost', 0)} lost, {result.reconnects} reconnects")
+    return 0
