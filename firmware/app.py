@@ -75,6 +75,9 @@ class App:
             if extra is not None:
                 handlers.update(extra.handlers())
         self.control = Control(handlers, auth if auth is not None else _Open(), log)
+        if sessions is not None:
+            sessions.attach(self.server, self.control.reply)
+            self.streamer.record = self._record
         # preallocated working buffers: the sample path allocates nothing
         self.codes = array("i", bytes(4 * units.N_EMG * _EMG_BLOCK))
         self.leadoff = bytearray(_EMG_BLOCK)
@@ -114,8 +117,17 @@ class App:
         tasks = (self._processing, self._radio, self._control, self._status, self._ui)
         for i in range(len(tasks)):
             asyncio.create_task(self._supervise(i, tasks[i]))
+        if self.sessions is not None:  # sync chunks: waits on its own event, so no heartbeat
+            asyncio.create_task(self._supervise(-1, self._sync_chunks))
         wdt = self.board.wdt_factory(_WDT_TIMEOUT_MS) if watchdog else None
         await self._watchdog(wdt)
+
+    async def _sync_chunks(self, me):
+        await self.sessions.run(self.server)
+
+    def _record(self, buf, n):
+        if self.sessions.recording():
+            self.sessions.append(buf, n)
 
     async def _supervise(self, index, task):
         while True:
@@ -230,8 +242,15 @@ class App:
     async def _radio(self, me):
         streamer = self.streamer
         server = self.server
+        conn = -1
         while True:
             self.beats[me] += 1
+            if server.connected:
+                conn = server.conn_handle
+            elif conn >= 0:  # the central left: its authentication and sync read end with it
+                if self.sessions is not None:
+                    self.sessions.disconnect(conn)
+                conn = -1
             while True:
                 i = streamer.peek()
                 if i < 0:
@@ -391,17 +410,25 @@ class _Open:
         return True
 
 
-def _device_id(ble):
-    mac = ble.config("mac")
-    return bytes(mac[1])[-6:] if isinstance(mac, tuple) else bytes(mac)[-6:]
-
-
 async def main():
     import bluetooth
 
     from board import hw
+    from link.sync_service import SyncService
+    from security.authenticator import Authenticator
+    from security.secret import load_secret
+    from store.flashlog import FlashLog
 
     board = hw.build()
     ble = bluetooth.BLE()
-    app = App(board, ble, _device_id(ble))
+    counter = board.drdy_counter
+
+    def clock():
+        return counter.value() - 1
+
+    secret = load_secret()
+    if secret is None:
+        _log("not provisioned: every protected command is refused (run `make deploy`)")
+    svc = SyncService(FlashLog("log"), Authenticator(secret, board.device_id), clock=clock)
+    app = App(board, ble, board.device_id, auth=svc, sessions=svc)
     await app.run()

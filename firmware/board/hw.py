@@ -11,9 +11,10 @@
 #   board.battery_uv()    - battery voltage in uV (divider undone)
 #   board.wdt_factory(timeout_ms) -> machine.WDT (not started here: a started WDT cannot be stopped)
 #   board.afe_driver() / board.imu_driver() - the drivers on these buses
+#   board.device_id       - 6 bytes from machine.unique_id(): the id the device authenticates with
 # Pin levels follow board/pins.py: CS high (deselected), START low, PWDN low (AFE powered down until
 # the driver starts it), RESET high.
-from machine import ADC, SPI, WDT, Counter, Pin
+from machine import ADC, SPI, WDT, Counter, Pin, unique_id
 
 from board import pins
 
@@ -28,6 +29,7 @@ def _wdt(timeout_ms):
 
 def build():
     b = Board()
+    b.device_id = bytes(unique_id()[-6:])  # the chip's base MAC: what provisioning records
     b.afe_cs = Pin(pins.AFE_CS, Pin.OUT, value=1 - pins.AFE_CS_ACTIVE)
     b.afe_start = Pin(pins.AFE_START, Pin.OUT, value=1 - pins.AFE_START_ACTIVE)
     b.afe_reset_n = Pin(pins.AFE_RESET_N, Pin.OUT, value=1 - pins.AFE_RESET_N_ACTIVE)

@@ -449,6 +449,13 @@ def reset_cause():
 
 
 def unique_id():
+    # The virtual device's id (HIPSYNC_DEVICE_ID, 12 hex digits) when it has one, so that several
+    # virtual devices differ as real boards do.
+    import os
+
+    spec = os.getenv("HIPSYNC_DEVICE_ID")
+    if spec and len(spec) == 12:
+        return bytes(int(spec[i:i + 2], 16) for i in range(0, 12, 2))
     return b"\x24\x6f\x28\x4e\x53\x01"
 
 

@@ -88,6 +88,8 @@ def _commands() -> dict:
         "provision": ("hipsync.commands.provision", "give a device its name and secret"),
         "demo": ("hipsync.commands.demo", "simulated patient -> virtual device -> report"),
         "sessions": ("hipsync.commands.sessions", "list the sessions in the store"),
+        "virtual-device": ("hipsync.commands.virtual_device",
+                           "run a virtual device for other `--virtual` commands"),
     }
 
 

@@ -53,21 +53,32 @@ async def run_demo(out: Path, *, walk_s: float = 120.0, speed: float = 6.0, seed
                    loss: float = 0.0, patient_id: str = "DEMO-001") -> dict:
     from hipsync import ble
     from hipsync.acquire import LiveSession
+    from hipsync.commands._device import VIRTUAL_DEVICE_ID
+    from hipsync.provision import provision_virtual
     from hipsync.report import write_report
+    from hipsync.secrets import SecretStore
     from hipsync.sim import PatientConfig, scenario
     from hipsync.sim.air import Air, LinkModel
     from hipsync.sim.virtual_device import VirtualDevice
     from hipsync.store import open_store
+    from hipsync.sync import authenticate
 
     config = PatientConfig(weak_side=weak_side, es_compensation=compensation, seed=seed)
     work = out / "work"
     scen = scenario.build(config, work, walk_s=walk_s)
+    # a fresh device: empty flash, provisioned with a secret kept in the demo's own secrets file
+    fs_dir = work / "device-fs"
+    shutil.rmtree(fs_dir, ignore_errors=True)
+    device_id = bytes.fromhex(VIRTUAL_DEVICE_ID)
+    secret = provision_virtual(fs_dir, device_id,
+                               store=SecretStore(work / "device-secrets.json")).secret
     store_path = out / "demo.sqlite3"
     for stale in (store_path, Path(str(store_path) + "-wal"), Path(str(store_path) + "-shm")):
         stale.unlink(missing_ok=True)
     store = open_store(store_path)
     link_model = LinkModel(speed=speed, loss_probability=loss, seed=seed)
-    with Air(link_model) as air, VirtualDevice(air, feed_path=scen.feed_path) as device:
+    with Air(link_model) as air, VirtualDevice(air, feed_path=scen.feed_path, fs_dir=fs_dir,
+                                               device_id=VIRTUAL_DEVICE_ID) as device:
         device.wait_advertising(timeout_s=20)
         os.environ["HIPSYNC_AIR"] = air.address  # where the virtual backend finds the air
         found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
@@ -82,7 +93,10 @@ async def run_demo(out: Path, *, walk_s: float = 120.0, speed: float = 6.0, seed
             filters=device_filters(),
             normalisation="MVC", notes="virtual device demo: simulated patient, "
             f"weak side {weak_side or 'none'}, compensation {compensation or 'none'}, seed {seed}")
-        session = LiveSession(link, store, session_id)
+        async def auth(lk) -> None:
+            await authenticate(lk, secret, device_id)
+
+        session = LiveSession(link, store, session_id, authenticate=auth)
         await session.start()
         for step in scen.steps:
             await session.run_step(step)

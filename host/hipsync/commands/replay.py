@@ -13,7 +13,9 @@ from hipsync.cli import EXIT_FAILED, EXIT_OK, CliError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.splitlines()[0]
+    parser.description = ("Run recorded EMG (and IMU) samples through the real firmware (the device "
+                          "app in MicroPython) and write DIR/envelope.csv, pelvis.csv, events.csv "
+                          "and quality.csv; t_s 0 is the first EMG sample.")
     parser.add_argument("--emg", required=True, metavar="EMG.csv",
                         help="t_s plus 1-4 of l_gmed, r_gmed, l_es, r_es in uV, 500-4000 Hz")
     parser.add_argument("--imu", metavar="IMU.csv",

@@ -92,7 +92,7 @@ class Dashboard:
 
 async def _stream(args: argparse.Namespace) -> int:
     from hipsync.acquire import LiveSession, clinic_protocol
-    from hipsync.commands._device import connected
+    from hipsync.commands._device import authenticator, connected
     from hipsync.store import open_store
     from hipwire import commands
 
@@ -103,7 +103,7 @@ async def _stream(args: argparse.Namespace) -> int:
         session_id = store.create_session(args.patient, link.address,
                                           firmware_version="%d.%d.%d" % info[:3])
         session = LiveSession(link, store, session_id, capture_path=args.capture,
-                              on_frame=dash.on_frame)
+                              on_frame=dash.on_frame, authenticate=authenticator())
         await session.start()
         print(f"session {session_id}: recording to {store.path}")
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ class VirtualDevice:
     def __init__(self, air: Air | str, *, app: str | None = None, device_id: str = "02a1b2c3d4e5",
                  speed: float | None = None, feed_path: str | os.PathLike | None = None,
                  heap: str = "512k", extra_path: tuple[os.PathLike, ...] = (),
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, fs_dir: str | os.PathLike | None = None):
         if not ENTRY.exists():
             raise RuntimeError(f"firmware not found at {FIRMWARE} (VirtualDevice needs the repo)")
         if len(device_id) != 12 or any(c not in "0123456789abcdefABCDEF" for c in device_id):
@@ -71,6 +72,11 @@ class VirtualDevice:
         self._env.update(env or {})
         self._path = os.pathsep.join(str(p) for p in (UNIX_BOARD, FIRMWARE, SHARED,
                                                         *map(Path, extra_path), ".frozen"))
+        # The device's own filesystem (flash log, secret.bin): its working folder. A temporary one
+        # unless the caller keeps it (to provision it first, or to reboot onto the same flash).
+        self._tmp = None if fs_dir is not None else tempfile.TemporaryDirectory(prefix="hipsync-fs-")
+        self.fs_dir = Path(fs_dir) if fs_dir is not None else Path(self._tmp.name)
+        self.fs_dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
         self._lock = threading.Condition()
@@ -83,7 +89,7 @@ class VirtualDevice:
         env.update(self._env)
         self.proc = subprocess.Popen(
             [micropython_binary(), "-X", f"heapsize={self._heap}", str(ENTRY)], env=env,
-            cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            cwd=str(self.fs_dir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-stdout", daemon=True)
         self._reader.start()
@@ -112,6 +118,8 @@ class VirtualDevice:
                 proc.wait(timeout_s)
         if self._reader is not None:
             self._reader.join(timeout_s)
+        if self._tmp is not None:
+            self._tmp.cleanup()
         return proc.returncode
 
     def __enter__(self) -> VirtualDevice:
