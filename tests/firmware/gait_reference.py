@@ -1,18 +1,19 @@
 """CPython reference for firmware/dsp/gait.py, plus the mobgap lab data loader and the scoring.
 
 The reference does the same causal method as the device in floating point with numpy/scipy:
-- vertical acceleration (g) -> two 5-sample moving averages (a Gaussian-like smoother, sigma about
-  2 samples, 4 samples delay) -> central difference `d` (jerk) -> central difference `dd`;
+- vertical minus anterior acceleration (az - ax, g) -> two 5-sample moving averages (a Gaussian-like
+  smoother, sigma about 2 samples, 4 samples delay) -> central difference `d` (jerk) -> central
+  difference `dd`;
 - vertical acceleration -> three 15-sample moving averages (sigma about 7.5 samples, 21 samples
   delay) minus a one-pole running mean (time constant 64 samples) = `coarse`; one positive lobe of
   `coarse` above a threshold is one step (McCamley et al. 2012: the heel-strike peak of the smoothed
   vertical acceleration), and the initial contact is the steepest rise of the lightly smoothed
-  vertical acceleration (maximum of `d`) just before the lobe's peak;
+  vertical-minus-anterior acceleration (maximum of `d`) just before the lobe's peak;
 - final contact (of the other foot) is the maximum of `dd` 50..400 ms after the initial contact,
   shifted by a fixed offset measured on the mobgap lab data;
-- side from the sign of the smoothed yaw + roll rate (gz + gx) minus a one-pole running mean,
-  150 ms before the initial contact (McCamley et al. 2012 used the yaw sign; mobgap's LrcMcCamley
-  combines yaw and roll).
+- side evidence from the sign of the smoothed yaw rate (gz) minus a one-pole running mean, 150 ms
+  before the initial contact (McCamley et al. 2012 used the yaw sign); the steps of a bout alternate,
+  so a clamped counter of the evidence (flipped on odd steps) decides the side.
 
 The event logic (bout start/end, step-interval checks, stride counters) is written a second time
 here, sample by sample over the precomputed float signals, so that the MicroPython integer code is
@@ -44,12 +45,13 @@ BASE_SHIFT = 6  # coarse running mean: alpha = 2^-6
 LAT_BASE_SHIFT = 4
 STEP_THR_G = 0.03  # minimum lobe height of `coarse` (g) for a step
 LOBE_ENTER_G = 0.005  # a lobe starts above this (standing noise stays below) and ends at <= 0
-IC_BEFORE_PEAK = 20  # IC search window: [lobe peak - 20, lobe peak + 5]
+IC_BEFORE_PEAK = 25  # IC search window: [lobe peak - 25, lobe peak + 5]
 IC_AFTER_PEAK = 5
 FC_FROM = 5  # FC feature search window after IC: [IC + 5, IC + 40]
 FC_TO = 40
 FC_OFFSET = 5  # FC = feature + 5 samples
 LAT_LAG = 15  # side evidence taken 150 ms before IC
+VOTE_MAX = 4  # side vote: the alternating-step evidence counter is clamped to +-VOTE_MAX
 MIN_STEP = 25  # 0.25 s: closer candidates are one step
 MAX_STEP = 150  # 1.5 s: a longer gap is not a step of the same bout
 END_GAP = 200  # 2.0 s without a step ends the bout
@@ -80,15 +82,14 @@ class Signals:
 
 def signals(acc_g: np.ndarray, gyr_dps: np.ndarray) -> Signals:
     """Float filter outputs, indexed by the sample at which the device has them."""
-    av = acc_g[:, 2]
-    fine = _boxes(av, FINE_W, 2)
+    fine = _boxes(acc_g[:, 2] - acc_g[:, 0], FINE_W, 2)
     d = np.zeros_like(fine)
     d[2:] = fine[2:] - fine[:-2]
     dd = np.zeros_like(d)
     dd[2:] = d[2:] - d[:-2]
-    c = _boxes(av, COARSE_W, 3)
+    c = _boxes(acc_g[:, 2], COARSE_W, 3)
     coarse = c - _running_mean(c, BASE_SHIFT)
-    w = _boxes(gyr_dps[:, 2] + gyr_dps[:, 0], LAT_W, 3)
+    w = _boxes(gyr_dps[:, 2], LAT_W, 3)
     lat = w - _running_mean(w, LAT_BASE_SHIFT)
     return Signals(d, dd, coarse, lat)
 
@@ -101,7 +102,7 @@ def detect(acc_g: np.ndarray, gyr_dps: np.ndarray) -> list[tuple[int, int, int, 
     strides = [0, 0]
     walking = False
     pending = -1  # first step of a possible bout, held until a second step confirms it
-    pending_side = 0
+    pending_vote = 0  # its side evidence, +1 right / -1 left
     last_ic = -10_000
     last_side = 1
     fc_ic = -1  # IC whose following FC is still being searched
@@ -109,10 +110,24 @@ def detect(acc_g: np.ndarray, gyr_dps: np.ndarray) -> list[tuple[int, int, int, 
     lobe_peak_t = 0
     lobe_peak_v = 0.0
     lobe_len = 0
+    parity = 0  # step number within the bout, modulo 2
+    vote = 0  # evidence that the bout's even steps are right steps, clamped to +-VOTE_MAX
 
-    def side_at(ic: int) -> int:
-        v = s.lat[ic - LAT_LAG + LAT_DELAY]
-        return LEFT if v <= 0 else RIGHT
+    def evidence(ic: int) -> int:
+        return 1 if s.lat[ic - LAT_LAG + LAT_DELAY] > 0 else -1
+
+    def side_of(own: int) -> int:
+        # own: this step's evidence in the even-steps-are-right frame; it breaks a tie.
+        even_right = vote > 0 if vote != 0 else own > 0
+        return RIGHT if even_right == (parity == 0) else LEFT
+
+    def step_side(ev: int) -> int:
+        nonlocal vote, parity
+        own = ev if parity == 0 else -ev
+        vote = max(-VOTE_MAX, min(VOTE_MAX, vote + own))
+        side = side_of(own)
+        parity ^= 1
+        return side
 
     def emit_fc(ic: int, limit_t: int) -> None:
         hi = min(ic + FC_TO, limit_t)
@@ -163,25 +178,33 @@ def detect(acc_g: np.ndarray, gyr_dps: np.ndarray) -> list[tuple[int, int, int, 
         ic = lo + int(np.argmax(seg))
         if ic - max(last_ic, pending) < MIN_STEP:
             continue
-        side = side_at(ic)
         if walking:
             if fc_ic >= 0:
                 emit_fc(fc_ic, ic - 1)
                 fc_ic = -1
-            emit_ic(ic, side)
+            emit_ic(ic, step_side(evidence(ic)))
             last_ic = ic
             fc_ic = ic
         elif pending >= 0 and ic - pending <= MAX_STEP:
             walking = True
-            emit_ic(pending, pending_side)
+            # A new bout: both held steps vote before either side is decided.
+            parity = 0
+            vote = pending_vote
+            second = -evidence(ic)
+            vote = max(-VOTE_MAX, min(VOTE_MAX, vote + second))
+            first_side = side_of(second)
+            parity = 1
+            second_side = side_of(second)
+            parity = 0
+            emit_ic(pending, first_side)
             emit_fc(pending, ic - 1)
-            emit_ic(ic, side)
+            emit_ic(ic, second_side)
             last_ic = ic
             fc_ic = ic
             pending = -1
         else:
             pending = ic
-            pending_side = side
+            pending_vote = evidence(ic)
     return events
 
 

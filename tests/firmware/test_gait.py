@@ -174,6 +174,9 @@ def test_lab_recordings_against_indip(lab_trials, lab_events):
     assert ic_total.side_accuracy >= FLOOR_SIDE
 
 
-FLOOR_IC_F1 = 0.55
-FLOOR_FC_F1 = 0.5
-FLOOR_SIDE = 0.88
+# Measured: IC F1 0.62 (tp 133, fp 57, fn 105), MAE 25.4 ms, FC F1 0.61, side 0.87. The side rule is
+# the yaw rate alone (the roll rate of the real recordings has the opposite sign to the simulator's,
+# see gait.py), which costs about 0.05 of side accuracy here against yaw + roll.
+FLOOR_IC_F1 = 0.60
+FLOOR_FC_F1 = 0.58
+FLOOR_SIDE = 0.85
