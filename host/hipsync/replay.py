@@ -330,8 +330,9 @@ def run_firmware(feed_path: Path, frames_path: Path, *, calibrate_ticks: int = 0
     args = [micropython_binary(), "-X", f"heapsize={HEAP}", str(ENTRY), str(feed_path),
             str(frames_path), str(calibrate_ticks), str(mains_hz or 0)]
     try:
+        # the working folder is the unix board's filesystem: the feed's, so nothing lands elsewhere
         proc = subprocess.run(args, capture_output=True, timeout=timeout_s, env=env,
-                              cwd=str(FIRMWARE.parent))
+                              cwd=str(Path(feed_path).parent))
     except subprocess.TimeoutExpired:
         raise ReplayFailed(f"the firmware run did not finish within {timeout_s:.0f} s") from None
     out = proc.stdout.decode(errors="replace")
