@@ -10,7 +10,7 @@ Two evaluations:
   recordings -- at mobgap's own tolerance (0.5 s) and at 50 ms. Published mobgap IC F1 figures of
   ~0.8-0.9 are at 0.5 s.
 Also BENCH ic_indip_vs_stereo_within_50ms: how often the two reference systems agree within 50 ms.
-Needs ../shared/data and, for the mobgap lines, mobgap (bench extra).""""""
+Needs ../shared/data and, for the mobgap lines, mobgap (bench extra)."""
 
 from __future__ import annotations
 
