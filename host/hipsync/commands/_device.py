@@ -74,8 +74,10 @@ def authenticator(secrets=None) -> Callable[[object], Awaitable[bytes]]:
 
 
 @contextlib.asynccontextmanager
-async def connected(address: str | None = None, timeout_s: float = 5.0) -> AsyncIterator:
-    """A connected DeviceLink to the device at `address`, or to the strongest one found."""
+async def connected(address: str | None = None, timeout_s: float = 5.0,
+                    auto_reconnect: bool = True) -> AsyncIterator:
+    """A connected DeviceLink to the device at `address`, or to the strongest one found.
+    auto_reconnect=False for callers that reconnect themselves (sync)."""
     from hipsync import ble
     from hipsync.secrets import ENV_SECRETS
 
@@ -91,7 +93,7 @@ async def connected(address: str | None = None, timeout_s: float = 5.0) -> Async
                 raise CliError("no hipsync device found: is it on, charged and not connected "
                                "to another host?", EXIT_FAILED)
             target = found[0]
-        link = ble.DeviceLink(target, auto_reconnect=True)
+        link = ble.DeviceLink(target, auto_reconnect=auto_reconnect)
         await link.connect()
         try:
             yield link

@@ -37,7 +37,7 @@ async def _sync(args: argparse.Namespace) -> int:
     from hipsync.sync import SyncError, sync_device
 
     store = open_store()
-    async with connected(args.address) as link:
+    async with connected(args.address, auto_reconnect=False) as link:
         _, info = await link.command(cmd.OP_INFO)
         device_id = bytes(info[7])
         try:
