@@ -199,21 +199,29 @@ def test_stream_survives_a_forced_disconnect_and_reports_the_gap(tmp_path):
         session = LiveSession(link, store, sid, authenticate=auth)
         await session.start()
         await session.wait_device_time(session.device_time_s + 4)
+        link.auto_reconnect = False  # stay away ~4 s of device time, as a walk out of range would
         air.force_disconnect()
-        await asyncio.wait_for(link.reconnected.wait(), 20)
+        await asyncio.wait_for(link.disconnected.wait(), 10)
+        await asyncio.sleep(2.0)
+        await link.reconnect()
         await session.wait_device_time(session.device_time_s + 4, timeout_s=30)
+        device_dropped = session.latest_status.fields["frames_dropped"]
         result = await session.stop()
         await link.disconnect()
-        return result
+        return result, device_dropped
 
     with Air(LinkModel(speed=2.0)) as air:
         dev, secret, _ = _device(tmp_path, air)
         store = open_store(tmp_path / "store.sqlite3")
         with dev:
             dev.wait_advertising(timeout_s=20)
-            result = asyncio.run(go(air, secret, store))
+            result, device_dropped = asyncio.run(go(air, secret, store))
     assert result.reconnects == 1
-    assert result.link_stats["frames_lost"] > 0  # the gap shows as lost frames
+    # the gap: frames the air lost in flight plus those the device gave up while unconnected,
+    # all of them counted by the host as lost (none silently missing)
+    in_flight = air.stats.dropped(gatt.STREAM_UUID)
+    assert device_dropped > 0
+    assert result.link_stats["frames_lost"] == in_flight + device_dropped
     assert result.frames_stored > 40
 
 
