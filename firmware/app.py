@@ -21,6 +21,7 @@ from dsp.gait import GaitDetector
 from dsp.pelvis import PelvisEstimator
 from hipwire import commands as cmd
 from hipwire import frames as wire
+from hipwire import rawcodec
 from hipwire import units
 from link.ble_server import BleServer
 from link.control import Control
@@ -188,6 +189,8 @@ class App:
             lead |= self.leadoff[i]
         self.quality.process(self.codes, n, lead)
         self._envelope(self.codes, n, max_len)
+        if self.raw_mode:
+            self.streamer.add_raw(self.codes, 0, n, clock, max_len)
         self.emg_next = clock + n
 
     def _bridge(self, gap, max_len):
@@ -290,8 +293,9 @@ class App:
         mode = args[0]
         if mode not in (cmd.MODE_PROCESSED, cmd.MODE_RAW):
             return cmd.ERR_BAD_ARG
-        if mode == cmd.MODE_RAW:
-            return cmd.ERR_BAD_ARG  # raw mode needs the raw codec, not in this build
+        if mode == cmd.MODE_RAW and self._max_frame() < rawcodec.RAW_MIN_ATT_PAYLOAD:
+            return cmd.ERR_MTU  # one 4-channel raw sample needs more than the 20-byte minimum
+        self.raw_mode = mode == cmd.MODE_RAW
         self.streamer.live = True
         self.next_status = 0
         return cmd.OK
@@ -299,6 +303,7 @@ class App:
     def _cmd_stream_stop(self, args, conn):
         self.streamer.flush(self._max_frame())
         self.streamer.live = False
+        self.raw_mode = False
         return cmd.OK
 
     def _cmd_set_config(self, args, conn):
@@ -360,6 +365,8 @@ class App:
         state = 0
         if self.streamer.live:
             state |= wire.STATE_STREAMING
+        if self.raw_mode:
+            state |= wire.STATE_RAW_MODE
         if self.auth is not None and self.auth.is_authenticated(self.server.conn_handle):
             state |= wire.STATE_AUTHENTICATED
         if self.pelvis.calibrated:

@@ -6,6 +6,7 @@ from array import array
 from micropython import const
 
 from hipwire import frames as wire
+from hipwire import rawcodec
 
 SLOT_BYTES = const(256)  # frames are capped at min(ATT payload, SLOT_BYTES)
 _RING_SAMPLES = const(256)
@@ -39,6 +40,7 @@ class Streamer:
     def __init__(self, outbox_slots=24, batch_samples=50):
         self.env = _BatchRing(4, 10)
         self.pel = _BatchRing(3, 10)
+        self.raw = _BatchRing(4, rawcodec.RAW_PERIOD_TICKS)  # raw EMG (research mode)
         self.batch_samples = batch_samples
         self.outbox = bytearray(outbox_slots * SLOT_BYTES)
         mv = memoryview(self.outbox)
@@ -62,6 +64,10 @@ class Streamer:
     def add_pelvis(self, src, start, n, clock_first, max_len):
         self._add(self.pel, wire.PELVIS, src, start, n, clock_first, max_len)
 
+    def add_raw(self, codes, start, n, clock_first, max_len):
+        """Raw EMG codes (research mode); sent losslessly at rawcodec.RAW_SHIFT fewer bits."""
+        self._add(self.raw, wire.RAW_EMG, codes, start, n, clock_first, max_len)
+
     def _add(self, ring, ftype, src, start, n, clock_first, max_len):
         if ring.count and clock_first != ring.next_clock():
             self._flush_ring(ring, ftype, max_len, 1)  # a gap: frames carry contiguous samples only
@@ -80,8 +86,12 @@ class Streamer:
                     ring.clock = clock_first + k * ring.period
             base = ring.count * ch
             s = start + k * ch
-            for c in range(ch):
-                ring.values[base + c] = src[s + c]
+            if ftype == wire.RAW_EMG:
+                for c in range(ch):
+                    ring.values[base + c] = src[s + c] >> rawcodec.RAW_SHIFT
+            else:
+                for c in range(ch):
+                    ring.values[base + c] = src[s + c]
             ring.count += 1
         self._flush_ring(ring, ftype, max_len, self.batch_samples)
 
@@ -101,14 +111,19 @@ class Streamer:
         """Frame everything buffered (before stopping, or when the stream pauses)."""
         self._flush_ring(self.env, wire.ENVELOPE, max_len, 1)
         self._flush_ring(self.pel, wire.PELVIS, max_len, 1)
+        self._flush_ring(self.raw, wire.RAW_EMG, max_len, 1)
 
     def _flush_ring(self, ring, ftype, max_len, min_samples):
         if max_len > SLOT_BYTES:
             max_len = SLOT_BYTES
         while ring.count >= min_samples and ring.count > 0:
             slot = self._claim()
-            n = wire.encode_batch(slot, max_len, ftype, self.seq, ring.clock, ring.period,
-                                  ring.values, 0, ring.count, ring.n_channels)
+            if ftype == wire.RAW_EMG:
+                n = rawcodec.encode(slot, max_len, self.seq, ring.clock, ring.values, 0,
+                                    ring.count, ring.n_channels)
+            else:
+                n = wire.encode_batch(slot, max_len, ftype, self.seq, ring.clock, ring.period,
+                                      ring.values, 0, ring.count, ring.n_channels)
             if n == 0:  # not one sample fits max_len; the slot stays free
                 return
             taken = slot[wire.HEADER_SIZE]

@@ -120,3 +120,32 @@ def test_commands_configure_the_pipeline():
     status, values = _send(a, cmd.OP_TIME_SYNC, 8, 1763700000000)[2:]
     assert status == cmd.OK and values[0] == a.emg.clock_now()
     assert _send(a, cmd.OP_STREAM_STOP, 9)[2] == cmd.OK and not a.streamer.live
+
+
+def test_raw_mode_streams_the_exact_codes_beside_the_processed_stream():
+    from hipwire import rawcodec
+
+    clock, a = _app()
+    got = []
+    a.streamer.record = lambda buf, n: got.append(bytes(buf[:n]))
+    assert _send(a, cmd.OP_STREAM_START, 1, cmd.MODE_RAW)[2] == cmd.OK and a.raw_mode
+    sent = []
+    for _ in range(30):
+        clock.advance(10)
+        n = a.emg.drain(a.codes, a.leadoff, 100)
+        for i in range(n * 4):
+            sent.append(a.codes[i] >> rawcodec.RAW_SHIFT)
+        a._emg_block(n, a.emg.clock_first, 244)
+    a.streamer.flush(244)
+    raw = []
+    types = set()
+    for frame in got:
+        types.add(frame[0])
+        if frame[0] == wire.RAW_EMG:
+            period, channels = rawcodec.decode(frame)
+            for k in range(len(channels[0])):
+                for c in range(4):
+                    raw.append(channels[c][k])
+    assert wire.ENVELOPE in types
+    assert raw == sent and len(raw) == 4 * 300
+    assert _send(a, cmd.OP_STREAM_STOP, 2)[2] == cmd.OK and not a.raw_mode
