@@ -21,7 +21,7 @@ help:
 $(STAMP): host/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e 'host[test,lint,bench,device]'
+	$(BIN)/pip install -q -e 'host[test,lint,bench,device,lsl]'
 	@rm -f $(VENV)/.stamp-*
 	@touch $@
 
