@@ -247,7 +247,7 @@ def _const_name(name: str) -> str:
 
 def render_pins(pinmap: dict) -> str:
     """The text of firmware/board/pins.py for this pin map (deterministic)."""
-    lines = [HEADER, '"""Board pins and bus settings of the hipsync board (ESP32-S3-WROOM-1-N8)."""',
+    lines = [HEADER, f'"""Board pins and bus settings of the hipsync board ({pinmap["module"]})."""',
              "from micropython import const", "", "# GPIO number of each signal."]
     width = max(len(s["name"]) for s in pinmap["signals"])
     for sig in sorted(pinmap["signals"], key=lambda s: s["gpio"]):

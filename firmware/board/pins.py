@@ -2,7 +2,7 @@
 # Change hardware/pinmap.json, run `python tools/gen_pins.py`, commit both files.
 # tests/host/test_pinmap.py fails when this file and the pin map drift apart.
 
-"""Board pins and bus settings of the hipsync board (ESP32-S3-WROOM-1-N8)."""
+"""Board pins and bus settings of the hipsync board (ESP32-S3-WROOM-1-N16)."""
 from micropython import const
 
 # GPIO number of each signal.
