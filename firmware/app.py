@@ -44,7 +44,8 @@ def _log(msg):
 
 
 class App:
-    def __init__(self, board, ble, device_id, auth=None, sessions=None, log=_log):
+    def __init__(self, board, ble, device_id, auth=None, sessions=None, log=_log,
+                 watchdog_check_ms=_STALE_BEATS_MS // 2):
         """board: board.hw.build(); ble: bluetooth.BLE(); auth: an authenticator with
         is_authenticated(conn) and its command handlers (None: the sync/auth service provides it);
         sessions: the flash log's command handlers (None: no recording)."""
@@ -98,6 +99,7 @@ class App:
         self.mvc_peak_uv = 0
         self.time_anchor = None  # (host unix ms, device clock) from TIME_SYNC
         self.beats = array("i", bytes(4 * _TASKS))
+        self.watchdog_check_ms = watchdog_check_ms
         self.restarts = 0
         self.running = False
 
@@ -115,13 +117,17 @@ class App:
 
     async def run(self, watchdog=True):
         self.start()
-        tasks = (self._processing, self._radio, self._control, self._status, self._ui)
+        tasks = self.tasks()
         for i in range(len(tasks)):
             asyncio.create_task(self._supervise(i, tasks[i]))
         if self.sessions is not None:  # sync chunks: waits on its own event, so no heartbeat
             asyncio.create_task(self._supervise(-1, self._sync_chunks))
         wdt = self.board.wdt_factory(_WDT_TIMEOUT_MS) if watchdog else None
         await self._watchdog(wdt)
+
+    def tasks(self):
+        """The supervised tasks, in heartbeat order."""
+        return (self._processing, self._radio, self._control, self._status, self._ui)
 
     async def _sync_chunks(self, me):
         await self.sessions.run(self.server)
@@ -144,7 +150,7 @@ class App:
     async def _watchdog(self, wdt):
         seen = array("i", bytes(4 * _TASKS))
         while True:
-            await asyncio.sleep_ms(_STALE_BEATS_MS // 2)
+            await asyncio.sleep_ms(self.watchdog_check_ms)
             healthy = True
             for i in range(_TASKS):
                 if self.beats[i] == seen[i]:

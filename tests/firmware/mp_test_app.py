@@ -149,3 +149,61 @@ def test_raw_mode_streams_the_exact_codes_beside_the_processed_stream():
     assert wire.ENVELOPE in types
     assert raw == sent and len(raw) == 4 * 300
     assert _send(a, cmd.OP_STREAM_STOP, 2)[2] == cmd.OK and not a.raw_mode
+
+
+def _run_for(a, clock, ms, watchdog=True):
+    import asyncio
+
+    async def main():
+        asyncio.create_task(clock.run(1.0))
+        try:
+            await asyncio.wait_for_ms(a.run(watchdog=watchdog), ms)
+        except asyncio.TimeoutError:
+            pass
+
+    asyncio.run(main())
+
+
+def test_a_task_that_dies_is_restarted_and_counted():
+    import machine
+
+    clock = hardware_clock.install(None)
+    board = hw.build()
+    a = app_module.App(board, bluetooth.BLE(), b"\x01\x02\x03\x04\x05\x06",
+                       log=lambda msg: None, watchdog_check_ms=100)
+    calls = [0]
+    real = a.process_once
+
+    def flaky():
+        calls[0] += 1
+        if calls[0] == 3:
+            raise ValueError("simulated bug")
+        real()
+
+    a.process_once = flaky
+    _run_for(a, clock, 1500)
+    assert a.restarts == 1
+    assert calls[0] > 20  # it kept running after the restart
+    assert a.emg.delivered > 500
+    wdt = machine.board_watchdogs()[-1]
+    assert wdt.feeds >= 5  # healthy loop: fed
+
+
+def test_the_watchdog_starves_when_a_loop_hangs():
+    import asyncio
+
+    import machine
+
+    clock = hardware_clock.install(None)
+    board = hw.build()
+    a = app_module.App(board, bluetooth.BLE(), b"\x01\x02\x03\x04\x05\x06",
+                       log=lambda msg: None, watchdog_check_ms=100)
+    hang = asyncio.Event()
+
+    async def stuck(me):
+        await hang.wait()  # never set: the status loop stops beating
+
+    a._status = stuck
+    _run_for(a, clock, 1000)
+    wdt = machine.board_watchdogs()[-1]
+    assert wdt.feeds == 0  # never fed, so the real watchdog resets the board
