@@ -48,10 +48,20 @@ _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_MTU_EXCHANGED = const(21)
+_IRQ_ENCRYPTION_UPDATE = const(28)
+_IRQ_GET_SECRET = const(29)
+_IRQ_SET_SECRET = const(30)
 
 _FLAG_READ = const(0x0002)
 _FLAG_WRITE = const(0x0008)
 _FLAG_NOTIFY = const(0x0010)
+# Writes to the control characteristic need an encrypted link: NimBLE answers "insufficient
+# encryption" otherwise, and the central's stack then pairs (LE Secure Connections, Just Works:
+# the device has no display or keys) and bonds. Every other protected exchange follows a control
+# write, so nothing protected moves over an unencrypted link. The virtual radio accepts the flag
+# without modelling encryption (firmware/unixboard/bluetooth.py).
+_FLAG_WRITE_ENCRYPTED = const(0x1000)
+_IO_NO_INPUT_OUTPUT = const(3)
 
 _DEFAULT_MTU = const(23)
 _MAX_ATT_PAYLOAD = const(509)  # MTU 512, the largest MicroPython accepts
@@ -138,6 +148,9 @@ class BleServer:
             _ADV_TYPE_UUID128_COMPLETE, _uuid_le(gatt.SERVICE_UUID))
         self._scan_resp = _ad(_ADV_TYPE_NAME_COMPLETE, self.name.encode())
         self._stream_handle = self._control_handle = self._sync_handle = -1
+        self.encrypted = False  # link encryption of the current connection (real radio only)
+        self.bonded = False
+        self._bond_keys = {}
         self._battery_handle = -1
 
     # ------------------------------------------------------------ setup
@@ -147,10 +160,11 @@ class BleServer:
         ble = self._ble
         ble.active(True)
         ble.config(gap_name=self.name, mtu=gatt.PREFERRED_MTU)
+        ble.config(bond=True, le_secure=True, mitm=False, io=_IO_NO_INPUT_OUTPUT)
         ble.irq(self._irq)
         hipsync = (bluetooth.UUID(gatt.SERVICE_UUID), (
             (bluetooth.UUID(gatt.STREAM_UUID), _FLAG_NOTIFY),
-            (bluetooth.UUID(gatt.CONTROL_UUID), _FLAG_WRITE | _FLAG_NOTIFY),
+            (bluetooth.UUID(gatt.CONTROL_UUID), _FLAG_WRITE | _FLAG_WRITE_ENCRYPTED | _FLAG_NOTIFY),
             (bluetooth.UUID(gatt.SYNC_UUID), _FLAG_NOTIFY),
         ))
         battery = (bluetooth.UUID(gatt.BATTERY_SERVICE_UUID), (
@@ -207,6 +221,8 @@ class BleServer:
                 return
             self.connected = False
             self.conn_handle = -1
+            self.encrypted = False
+            self.bonded = False
             self.mtu = _DEFAULT_MTU
             self.att_payload = _DEFAULT_MTU - 3
             if self._resp_len:
@@ -222,6 +238,26 @@ class BleServer:
                 self.att_payload = mtu - 3
                 self._mtu_settled = True
                 self.link_flag.set()
+        elif event == _IRQ_ENCRYPTION_UPDATE:
+            conn, encrypted, _authenticated, bonded, _key_size = data
+            if conn == self.conn_handle:
+                self.encrypted = bool(encrypted)
+                self.bonded = bool(bonded)
+        elif event == _IRQ_SET_SECRET:
+            # bond keys, kept in RAM: after a reboot the central pairs again (Just Works)
+            sec_type, key, value = data
+            key = (sec_type, bytes(key))
+            if value is None:
+                self._bond_keys.pop(key, None)
+            else:
+                self._bond_keys[key] = bytes(value)
+            return True
+        elif event == _IRQ_GET_SECRET:
+            sec_type, index, key = data
+            if key is None:
+                matches = [v for (t, _k), v in self._bond_keys.items() if t == sec_type]
+                return matches[index] if index < len(matches) else None
+            return self._bond_keys.get((sec_type, bytes(key)))
 
     # ------------------------------------------------------------ sending
     def _can_send(self):
