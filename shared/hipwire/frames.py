@@ -322,6 +322,23 @@ def check(frame):
     return ftype, version, seq, clock
 
 
+def read_zigzag(frame, off, end, max_shift, what):
+    """Decode a zigzag LEB128 varint at frame[off]; return (value, offset after it)."""
+    u = 0
+    shift = 0
+    while True:
+        if off >= end:
+            raise FrameError("%s truncated" % what)
+        b = frame[off]
+        off += 1
+        u |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (u >> 1) ^ -(u & 1), off
+        shift += 7
+        if shift > max_shift:
+            raise FrameError("%s: varint too long" % what)
+
+
 def _cumulate(values, first):
     out = [first]
     acc = first
@@ -347,20 +364,7 @@ def decode_batch(frame, cumulate=_cumulate):
     off += BATCH_PREFIX
     channels = []
     for c in range(n_channels):
-        u = 0
-        shift = 0
-        while True:
-            if off >= end:
-                raise FrameError("batch truncated in channel %d start value" % c)
-            b = frame[off]
-            off += 1
-            u |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift > 35:
-                raise FrameError("varint too long in channel %d" % c)
-        first = (u >> 1) ^ -(u & 1)
+        first, off = read_zigzag(frame, off, end, 35, "batch channel %d start value" % c)
         if n == 1:
             channels.append([first])
             continue

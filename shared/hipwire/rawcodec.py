@@ -38,6 +38,7 @@ from hipwire.frames import (
     FrameError,
     crc16,
     pack_header,
+    read_zigzag,
     seal,
 )
 
@@ -477,20 +478,8 @@ def decode(frame):
             raise FrameError("raw channel %d: order %d above %d samples" % (c, order, n))
         out = []
         for _ in range(order):
-            u = 0
-            shift = 0
-            while True:
-                if off >= end:
-                    raise FrameError("raw channel %d truncated in a warm-up sample" % c)
-                b = frame[off]
-                off += 1
-                u |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-                if shift > 21:
-                    raise FrameError("raw channel %d: warm-up varint too long" % c)
-            out.append((u >> 1) ^ -(u & 1))
+            value, off = read_zigzag(frame, off, end, 21, "raw channel %d warm-up sample" % c)
+            out.append(value)
         x1 = out[-1] if order else 0
         x2 = out[0] if order == 2 else 0
         qmax = 1 << (30 - k)

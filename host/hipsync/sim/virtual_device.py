@@ -36,6 +36,14 @@ ENTRY = UNIX_BOARD / "run_virtual.py"
 NAME_PREFIX = "hipsync-"
 
 
+def micropython_path(*extra: os.PathLike) -> str:
+    """MICROPYPATH of the firmware on the unix board: the fakes first (so `machine`, `bluetooth`
+    and `esp32` are the unix board's), then the firmware, shared/, extras, and ".frozen" (the port's
+    frozen modules, asyncio among them: MICROPYPATH replaces the default path)."""
+    return os.pathsep.join(str(p) for p in (UNIX_BOARD, FIRMWARE, SHARED, *map(Path, extra),
+                                            ".frozen"))
+
+
 def micropython_binary() -> str:
     here = Path(sys.executable).parent / "micropython"
     if here.exists():
@@ -70,8 +78,7 @@ class VirtualDevice:
         if app is not None:
             self._env["HIPSYNC_APP"] = app
         self._env.update(env or {})
-        self._path = os.pathsep.join(str(p) for p in (UNIX_BOARD, FIRMWARE, SHARED,
-                                                        *map(Path, extra_path), ".frozen"))
+        self._path = micropython_path(*extra_path)
         # The device's own filesystem (flash log, secret.bin): its working folder. A temporary one
         # unless the caller keeps it (to provision it first, or to reboot onto the same flash).
         self._tmp = None if fs_dir is not None else tempfile.TemporaryDirectory(prefix="hipsync-fs-")
