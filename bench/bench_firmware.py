@@ -1,0 +1,114 @@
+"""The whole device app in the MicroPython unix port (bench/mp_bench_app.py): 4 EMG channels at 1 kHz
+through the real ADS1294R driver and DRDY capture from the fake chip, the IMU at 100 Hz through the
+real ICM-42688-P driver and FIFO capture, envelopes, signal quality, pelvis angles, gait events,
+framing and the STATUS frame, built as firmware/app.py main() builds it. The fake chips replay 70 s of
+a simulated walk (host/hipsync/sim), so the gait detector finds real strides. 60 s of device time are
+measured after a 3 s warm-up, in 10 ms steps (the app's processing period).
+
+firmware_rtf: device time / CPU time of the loop (fake chips + app). CPU time, not wall time, so
+  that other load on a shared machine does not count: the process's CPU time (os.wait4) for 60 s of
+  device time less that for 10 s (start-up and warm-up cancel); best of 3 rounds.
+firmware_rtf_excluding_fake_chips: the same for the app's step alone (clock.advance, where the fake
+  chips convert and raise DRDY, left out): firmware_rtf divided by the step's share of the loop's
+  wall time (ticks_us inside the run, same round). The step still calls the unix
+  board's Python SPI bus, chip-select pin and pulse counter (C on the ESP32) and through them the
+  fake IMU's FIFO; firmware_rtf_excluding_fake_board also leaves that share out (measured in a
+  separate instrumented run as a fraction of the step's time, and taken off the step's share).
+firmware_alloc_bytes_per_s: micropython.mem_total() growth inside the app's step per device second,
+  less what the fake board allocated inside it. mem_total counts every heap allocation, including
+  the bytecode frames MicroPython puts on the heap (and frees on return) for functions whose state
+  exceeds 11 words; micropython.heap_lock() does not see those, as the VM then falls back to the C
+  stack. firmware_unfreed_alloc_bytes_per_s: mem_current() growth, i.e. what the GC must collect.
+firmware_heap_kb: gc.mem_alloc() after the app is built and started and gc.collect() ran, everything
+  in the process included (fake chips, fake radio module, the firmware's bytecode). 64-bit unix port:
+  object slots and pointers are 8 bytes, 4 on the ESP32. firmware_heap_excluding_fakes_kb
+  leaves out what was allocated before the firmware's modules were imported (fake chips, their feed
+  buffers, the unix board's clock and radio modules). firmware_heap_app_objects_kb also leaves out
+  the firmware's modules once imported (their bytecode and globals, which freezing the modules
+  into the firmware image would move to flash): what building and starting the app allocated.
+The ESP32-S3 runs MicroPython bytecode roughly 50-100x slower than this machine (DOMAIN.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from hipsync.sim import PatientConfig, scenario  # noqa: E402
+from hipsync.sim import tasks as T  # noqa: E402
+from micropython_port import DEFAULT_HEAP, micropython_binary, micropython_path  # noqa: E402
+
+SCRIPT = HERE / "mp_bench_app.py"
+MEASURE_S = 60
+SHORT_S = 10
+RUNS = 3
+
+
+def run_app(feed: Path, seconds: int, mode: str, workdir: Path) -> dict[str, list[float]]:
+    """Run mp_bench_app.py; its KEY value lines as a dict, plus CPU_S: the process's CPU time."""
+    env = dict(os.environ)
+    env["MICROPYPATH"] = micropython_path()
+    fs = Path(tempfile.mkdtemp(prefix="fs-", dir=workdir))  # the device's flash log lands here
+    with tempfile.TemporaryFile("w+") as out_file:
+        proc = subprocess.Popen([micropython_binary(), "-X", f"heapsize={DEFAULT_HEAP}",
+                                 str(SCRIPT), str(feed), str(seconds), mode],
+                                stdout=out_file, stderr=subprocess.STDOUT, env=env, cwd=fs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_file.seek(0)
+        text = out_file.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"mp_bench_app.py failed:\n{text}")
+    out: dict[str, list[float]] = {"CPU_S": [usage.ru_utime + usage.ru_stime]}
+    for line in text.splitlines():
+        key, *values = line.split()
+        out[key] = [float(v) for v in values]
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="hipsync-bench-fw-") as tmp:
+        work = Path(tmp)
+        scen = scenario.build(PatientConfig(seed=5), work / "patient",
+                              tasks=[T.rest(2.0), T.walking(MEASURE_S + 10.0)])
+        rounds = [(run_app(scen.feed_path, MEASURE_S, "clean", work),
+                   run_app(scen.feed_path, SHORT_S, "clean", work)) for _ in range(RUNS)]
+        probe = run_app(scen.feed_path, MEASURE_S, "fakebus", work)
+    first = rounds[0][0]
+    if first["LOST"] != [0.0, 0.0]:
+        raise RuntimeError(f"samples lost during the benchmark: {first['LOST']}")
+    if first["EVENT_FRAMES_MOD256"][0] == 0:
+        raise RuntimeError("no gait event frames: the feed did not exercise the gait detector")
+    device_s = first["DEVICE_S"][0]
+    # CPU seconds per device second: the long run less the short one (start-up, imports and
+    # warm-up cancel), so other load on the machine does not count; best round
+    cpu_per_s, chain_fraction = min(
+        ((long["CPU_S"][0] - short["CPU_S"][0]) / (MEASURE_S - SHORT_S),
+         long["CHAIN_US"][0] / long["WALL_US"][0]) for long, short in rounds)
+    # share of the step spent in the fake board, from the instrumented run (its wrapper's own cost
+    # per call, measured on a no-op, taken out of the step first)
+    probe_chain = probe["CHAIN_US"][0] - probe["FAKEBUS_CALLS"][0] * probe["WRAP_US"][0]
+    fake_share = probe["FAKEBUS_US"][0] / probe_chain
+    alloc = first["ALLOC"][0] - probe["FAKEBUS_ALLOC"][0]
+    heap = first["HEAP_ALLOC"][0]
+    fakes = first["HEAP_FAKES"][0]
+    rtf = 1 / cpu_per_s
+    print(f"BENCH firmware_rtf {rtf:.1f} x")
+    print(f"BENCH firmware_rtf_excluding_fake_chips {rtf / chain_fraction:.1f} x")
+    print(f"BENCH firmware_rtf_excluding_fake_board "
+          f"{rtf / (chain_fraction * (1 - fake_share)):.1f} x")
+    print(f"BENCH firmware_alloc_bytes_per_s {alloc / device_s:.0f} B/s")
+    print(f"BENCH firmware_unfreed_alloc_bytes_per_s {first['UNFREED'][0] / device_s:.0f} B/s")
+    print(f"BENCH firmware_heap_kb {heap / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_excluding_fakes_kb {(heap - fakes) / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_app_objects_kb "
+          f"{(heap - fakes - first['HEAP_IMPORTS'][0]) / 1024:.1f} kB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+# MicroPython benchmark of the whole device app on the unix board, run by bench/bench_firmware.py
+# (not part of the deploy set). The app is built as firmware/app.py main() builds it (SyncService as
+# auth and sessions, flash log in the working folder), on the offline fake radio, with the fake chips
+# replaying a chip feed (or their generated pattern when FEED is "-").
+#
+#   micropython -X heapsize=512k bench/mp_bench_app.py FEED SECONDS [clean|fakebus]
+#
+# Every 10 ms of device time (the app's processing period) the fake chips run (clock.advance), then
+# app_step() does what the app's processing, radio and status tasks do in that period. Printed:
+#   HEAP_ALLOC   gc.mem_alloc() after the app is built and started and gc.collect() ran
+#   HEAP_FAKES   part of it held by the fake chips, their feed buffers, the unix board's clock and
+#                its fake radio module (everything imported before the firmware's own modules)
+#   HEAP_IMPORTS part of it held by the firmware's modules once imported (bytecode, globals)
+#   DEVICE_S     device seconds measured (after a 3 s warm-up)
+#   WALL_US      wall time of the measured loop: fake chips + app
+#   CHAIN_US     time inside app_step only (clock.advance excluded)
+#   ALLOC        micropython.mem_total() growth inside app_step (every heap allocation, including
+#                bytecode frames that MicroPython puts on the heap and frees on return)
+#   UNFREED      micropython.mem_current() growth inside app_step (allocations not freed on return:
+#                what the GC must collect)
+# Mode "fakebus" also wraps the fake board objects the app calls during app_step (the IMU's SPI bus
+# and chip select, the DRDY pulse counter: Python on the unix board, C on the ESP32) and prints the
+# time and allocation inside them (FAKEBUS_US, FAKEBUS_ALLOC, FAKEBUS_CALLS) and the wrapper's own
+# cost per call, measured on a no-op (WRAP_US, WRAP_ALLOC), so the caller can subtract them.
+import gc
+import sys
+import time
+
+import micropython
+
+gc.collect()
+_base = gc.mem_alloc()
+
+import bluetooth  # noqa: E402
+import hardware_clock  # noqa: E402
+
+_FEED = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else None
+_SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 60
+_MODE = sys.argv[3] if len(sys.argv) > 3 else "clean"
+_STEP_MS = 10  # the app's processing period (app._PERIOD_MS)
+_WARMUP_STEPS = 300
+
+clock = hardware_clock.install(_FEED)
+gc.collect()
+_fakes = gc.mem_alloc() - _base
+
+import app as app_module  # noqa: E402
+from board import hw  # noqa: E402
+from link.sync_service import SyncService  # noqa: E402
+from security.authenticator import Authenticator  # noqa: E402
+from store.flashlog import FlashLog  # noqa: E402
+
+gc.collect()
+print("HEAP_IMPORTS", gc.mem_alloc() - _base - _fakes)  # firmware modules (bytecode, globals)
+
+board = hw.build()
+ble = bluetooth.BLE()
+bluetooth.sim_reset()
+_counter = board.drdy_counter
+
+
+def _clock():
+    return _counter.value() - 1
+
+
+svc = SyncService(FlashLog("log"), Authenticator(bytes(32), board.device_id), clock=_clock)
+a = app_module.App(board, ble, board.device_id, auth=svc, sessions=svc, log=lambda m: None)
+a.start()
+gc.collect()
+print("HEAP_ALLOC", gc.mem_alloc())
+print("HEAP_FAKES", _fakes)
+print("HEAP_FREE", gc.mem_free())
+
+a.streamer.live = True
+streamer = a.streamer
+frames = 0
+by_type = bytearray(8)  # frames per type (first header byte), wrapping at 256 is fine for a check
+
+
+def app_step():
+    """One 10 ms period of the app's processing, radio and status tasks (the radio hands each
+    frame to the BLE server; offline the frame is taken off the queue instead)."""
+    global frames
+    a.process_once()
+    now = a.emg.clock_now()
+    if now >= a.next_status:
+        a.next_status = now + 1000
+        a._fill_status()
+        streamer.send_status(now, 244)
+    while True:
+        i = streamer.peek()
+        if i < 0:
+            break
+        t = streamer.slots[i][0]
+        if t < 8:
+            by_type[t] = (by_type[t] + 1) & 0xFF
+        streamer.pop()
+        frames += 1
+
+
+ticks_us = time.ticks_us
+ticks_diff = time.ticks_diff
+mem_total = micropython.mem_total
+mem_current = micropython.mem_current
+
+# --- fake-board accounting (mode fakebus) -------------------------------------------------------
+fake_us = 0
+fake_alloc = 0
+fake_calls = 0
+
+
+def _wrap0(fn):
+    def w():
+        global fake_us, fake_alloc, fake_calls
+        m0 = mem_total()
+        t0 = ticks_us()
+        r = fn()
+        t1 = ticks_us()
+        fake_alloc += mem_total() - m0
+        fake_us += ticks_diff(t1, t0)
+        fake_calls += 1
+        return r
+    return w
+
+
+def _wrap1(fn):
+    def w(x):
+        global fake_us, fake_alloc, fake_calls
+        m0 = mem_total()
+        t0 = ticks_us()
+        r = fn(x)
+        t1 = ticks_us()
+        fake_alloc += mem_total() - m0
+        fake_us += ticks_diff(t1, t0)
+        fake_calls += 1
+        return r
+    return w
+
+
+def _wrap2(fn):
+    def w(x, y):
+        global fake_us, fake_alloc, fake_calls
+        m0 = mem_total()
+        t0 = ticks_us()
+        r = fn(x, y)
+        t1 = ticks_us()
+        fake_alloc += mem_total() - m0
+        fake_us += ticks_diff(t1, t0)
+        fake_calls += 1
+        return r
+    return w
+
+
+def _noop1(x):
+    return x
+
+
+def _wrapper_cost():
+    """Time and allocation a wrapped call adds outside the measured inner window (per call)."""
+    global fake_us, fake_alloc, fake_calls
+    n = 20000
+    plain = _noop1
+    wrapped = _wrap1(_noop1)
+    m0 = mem_total()
+    t0 = ticks_us()
+    for _ in range(n):
+        plain(0)
+    t_plain = ticks_diff(ticks_us(), t0)
+    a_plain = mem_total() - m0
+    fake_us = fake_alloc = fake_calls = 0
+    m0 = mem_total()
+    t0 = ticks_us()
+    for _ in range(n):
+        wrapped(0)
+    t_wrapped = ticks_diff(ticks_us(), t0)
+    a_wrapped = mem_total() - m0
+    # the wrapped total minus what the inner call itself showed, minus the plain call
+    extra_us = (t_wrapped - fake_us - t_plain) / n
+    extra_alloc = (a_wrapped - fake_alloc - a_plain) / n
+    fake_us = fake_alloc = fake_calls = 0
+    return extra_us, extra_alloc
+
+
+if _MODE == "fakebus":
+    wrap_us, wrap_alloc = _wrapper_cost()
+    spi = a.imu.spi
+    cs = a.imu.cs
+    spi.write = _wrap1(spi.write)
+    spi.readinto = _wrap2(spi.readinto)
+    cs.value = _wrap1(cs.value)
+    _counter.value = _wrap0(_counter.value)
+
+# warm-up: buffers bound, rings filled once, filters and gait detector past their start
+for _ in range(_WARMUP_STEPS):
+    clock.advance(_STEP_MS)
+    app_step()
+gc.collect()
+fake_us = fake_alloc = fake_calls = 0
+
+steps = _SECONDS * 1000 // _STEP_MS
+chain_us = 0
+alloc = 0
+unfreed = 0
+# the fake board is also called from clock.advance (DRDY IRQ handler, IMU stamping): only what it
+# does inside app_step counts here
+step_fake_us = 0
+step_fake_alloc = 0
+step_fake_calls = 0
+t_start = ticks_us()
+for _ in range(steps):
+    clock.advance(_STEP_MS)
+    fu, fa, fc = fake_us, fake_alloc, fake_calls
+    c0 = mem_current()
+    m0 = mem_total()
+    t0 = ticks_us()
+    app_step()
+    t1 = ticks_us()
+    alloc += mem_total() - m0
+    unfreed += mem_current() - c0
+    chain_us += ticks_diff(t1, t0)
+    step_fake_us += fake_us - fu
+    step_fake_alloc += fake_alloc - fa
+    step_fake_calls += fake_calls - fc
+wall_us = ticks_diff(ticks_us(), t_start)
+print("DEVICE_S", steps * _STEP_MS / 1000)
+print("WALL_US", wall_us)
+print("CHAIN_US", chain_us)
+print("ALLOC", alloc)
+print("UNFREED", unfreed)
+print("FRAMES", frames)
+print("LOST", a.emg.lost_samples, a.imu_cap.lost_samples)
+print("EVENT_FRAMES_MOD256", by_type[3])
+if _MODE == "fakebus":
+    print("FAKEBUS_US", step_fake_us)
+    print("FAKEBUS_ALLOC", step_fake_alloc)
+    print("FAKEBUS_CALLS", step_fake_calls)
+    print("WRAP_US", wrap_us)
+    print("WRAP_ALLOC", wrap_alloc)
