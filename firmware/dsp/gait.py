@@ -12,14 +12,16 @@
 # - FC (of the other foot): the maximum of the second difference 50..400 ms after that IC, plus a
 #   fixed 50 ms measured on the mobgap lab data (a lower-back FC estimate is coarse: see README of
 #   the tests for the measured error).
-# - Side: the sign of the smoothed yaw rate (gz, three 11-sample sums) minus a one-pole running mean
-#   (2^-4), 150 ms before the IC, is one step's evidence (> 0: right). Steps of a bout alternate, so
-#   the evidence of each step, flipped on odd steps, goes into a counter clamped to +-4, and the
-#   counter's sign decides (the step's own evidence on a tie); the two held steps that open a bout
-#   vote together. One wrong-signed step then no longer flips a side.
-#   The roll rate is not used: in the mobgap lab recordings it is small at IC (about -7 dps at left,
-#   +5 at right ICs) while the simulator's is about +-24 dps with the opposite sign, so gz + gx
-#   (lab side accuracy 0.93 without the vote) labelled ~80 % of simulated steps on the wrong side.
+# - Side: the sign of the smoothed yaw + roll rate (gz + gx, three 11-sample sums) minus a one-pole
+#   running mean (2^-4), 150 ms before the IC, is one step's evidence (> 0: right). Steps of a bout
+#   alternate, so the evidence of each step, flipped on odd steps, goes into a counter clamped to
+#   +-4, and the counter's sign decides (the step's own evidence on a tie); the two held steps that
+#   open a bout vote together. One wrong-signed step then no longer flips a side.
+#   Both rates swing the same way before an IC in the mobgap lab recordings (about -13 / -7 dps
+#   before a left IC, +15 / +5 before a right one; tests/host/sim_realism.py), and the simulator now
+#   shares that roll pattern, so the roll rate is back: lab side accuracy 0.87 with gz alone, 0.92
+#   with gz + gx (bench/bench_gait.py). A weight of 1 is the most the simulated Trendelenburg
+#   patients tolerate: their extra drop makes gx at IC large and one-sided.
 # - Bouts: a first step is held until a second one follows within 0.25..1.5 s; then both are
 #   emitted and `walking` is set. Walking ends after 2 s without a step. An isolated bump or a single
 #   shift of weight therefore emits nothing.
@@ -33,8 +35,9 @@
 # stance it ends), or -1 if that foot had no IC yet. Single-leg support of side S runs from the FC
 # of the other side to the next IC of the other side.
 #
-# Integers: the largest intermediate is the third 15-sample sum of the acceleration,
-# 3375 * 32768 < 2^27, and the running-mean difference < 2^28: all below 2^30, so no big int on the
+# Integers: the largest intermediates are the third 15-sample sum of the acceleration,
+# 3375 * 32768 < 2^27, the third 11-sample sum of gz + gx, 1331 * 65536 < 2^27, and the
+# running-mean differences < 2^28: all below 2^30, so no big int on the
 # ESP32. process() allocates nothing (tests/firmware/mp_test_gait.py holds heap_lock around it),
 # except that event clocks >= 2^30 ticks (12.4 days of device clock) are big ints on the ESP32,
 # and the internal sample counter passes 2^30 after 124 days of continuous processing.
@@ -50,6 +53,7 @@ RIGHT = const(1)
 
 _AX = const(0)
 _AZ = const(2)
+_GX = const(3)
 _GZ = const(5)
 _CH = const(6)
 
@@ -135,7 +139,7 @@ class GaitDetector:
         end = n_samples * _CH
         while i < end:
             az = imu[i + _AZ]
-            self._sample(az - imu[i + _AX], az, imu[i + _GZ])
+            self._sample(az - imu[i + _AX], az, imu[i + _GZ] + imu[i + _GX])
             i += _CH
         return self._q_len
 
@@ -189,7 +193,7 @@ class GaitDetector:
             dd = 0
         self._d_ring[(n - _FINE_DELAY) & _MASK] = d
         self._dd_ring[(n - _DD_DELAY) & _MASK] = dd
-        # Side evidence: smoothed yaw rate gz minus its running mean.
+        # Side evidence: smoothed yaw + roll rate (gz + gx) minus its running mean.
         ring = self._lat
         pos = self._lat_pos
         x = w

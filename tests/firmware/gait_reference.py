@@ -11,9 +11,10 @@ The reference does the same causal method as the device in floating point with n
   vertical-minus-anterior acceleration (maximum of `d`) just before the lobe's peak;
 - final contact (of the other foot) is the maximum of `dd` 50..400 ms after the initial contact,
   shifted by a fixed offset measured on the mobgap lab data;
-- side evidence from the sign of the smoothed yaw rate (gz) minus a one-pole running mean, 150 ms
-  before the initial contact (McCamley et al. 2012 used the yaw sign); the steps of a bout alternate,
-  so a clamped counter of the evidence (flipped on odd steps) decides the side.
+- side evidence from the sign of the smoothed yaw + roll rate (gz + gx) minus a one-pole running
+  mean, 150 ms before the initial contact (McCamley et al. 2012 used the yaw sign; on the mobgap lab
+  data the roll rate swings the same way before an IC); the steps of a bout alternate, so a clamped
+  counter of the evidence (flipped on odd steps) decides the side.
 
 The event logic (bout start/end, step-interval checks, stride counters) is written a second time
 here, sample by sample over the precomputed float signals, so that the MicroPython integer code is
@@ -89,7 +90,7 @@ def signals(acc_g: np.ndarray, gyr_dps: np.ndarray) -> Signals:
     dd[2:] = d[2:] - d[:-2]
     c = _boxes(acc_g[:, 2], COARSE_W, 3)
     coarse = c - _running_mean(c, BASE_SHIFT)
-    w = _boxes(gyr_dps[:, 2], LAT_W, 3)
+    w = _boxes(gyr_dps[:, 2] + gyr_dps[:, 0], LAT_W, 3)
     lat = w - _running_mean(w, LAT_BASE_SHIFT)
     return Signals(d, dd, coarse, lat)
 

@@ -48,7 +48,7 @@ class PatientConfig:
     cadence_spm: float = 105.0  # steps per minute; stride time = 120 / cadence
     speed_mps: float = 1.2  # scales pelvis rotation and trunk accelerations (1.2 m/s = 1.0x)
     stance_fraction: float = 0.61  # of the gait cycle; double support = stance - 0.5 each (11 %)
-    stride_time_cv: float = 0.02  # stride-to-stride coefficient of variation
+    stride_time_cv: float = 0.035  # stride-to-stride coefficient of variation (lab data: ~4 %)
     # --- impairment and compensation ---------------------------------------------------------
     weak_side: str | None = None  # "left" / "right" / None
     es_compensation: str | None = None  # "stance" / "contra" / None (needs weak_side)
@@ -67,7 +67,7 @@ class PatientConfig:
     # sEMG RMS amplitude (uV) at 100 %MVC, channel order units.EMG_CHANNELS.
     mvc_uv_rms: tuple[float, float, float, float] = (300.0, 300.0, 150.0, 150.0)
     # --- pelvis ------------------------------------------------------------------------------
-    obliquity_amp_deg: float = 4.0  # swing-side drop in single support (healthy)
+    obliquity_amp_deg: float = 2.5  # swing-side drop in single support (healthy; sacrum IMU data)
     tilt_amp_deg: float = 2.0  # at twice the stride frequency
     rotation_amp_deg: float = 4.0  # at stride frequency, scaled with speed
     # Absolute pelvis pose (obliquity, tilt, rotation) in quiet standing: the device's zero.

@@ -27,13 +27,29 @@ G_MPS2 = 9.80665
 EVENT_DTYPE = np.dtype([("t_s", "f8"), ("kind", "U2"), ("side", "U1")])
 WALK_RAMP_S = 1.0  # walking amplitude fades in and out over this time (gait initiation / stop)
 
-# Phase (fraction of the LEFT gait cycle, 0 = left IC) of features of the walking pattern.
-_OBLIQUITY_PEAK_PHASE = 0.20  # swing-side drop peaks early in single support
-_TILT_ANTERIOR_PHASE = 0.45  # anterior tilt peaks in terminal stance (and at +0.5)
+# Phase (fraction of the LEFT gait cycle, 0 = left IC) of features of the walking pattern. Every
+# value is matched to the Mobilise-D lower-back recordings (ASSUMPTIONS.md, "Sacrum IMU in walking";
+# tests/host/test_sim_realism.py measures it).
+_OBLIQUITY_PEAK_PHASE = 0.50  # right side lowest at right IC: the swing side drops through single support
+_OBLIQUITY_H3_DEG = 0.35  # third harmonic of the obliquity (deg), right side lowest at this phase:
+_OBLIQUITY_H3_PHASE = 0.19
+_TILT_ANTERIOR_PHASE = 0.28  # anterior tilt peaks in mid stance (and at +0.5); most posterior near IC
 _ROTATION_PEAK_PHASE = 0.22  # left side furthest forward in early left stance (lower-back data)
 _COM_LOW_PHASE = 0.05  # trunk lowest in double support, just after IC
-_ML_LEFT_PHASE = 0.30  # trunk furthest left at left mid-stance
-_AP_BRAKING_PHASE = 0.10  # trunk decelerates most ~0.1 cycle after IC
+_ML_LEFT_PHASE = 0.35  # trunk furthest left in left mid-to-late stance
+_AP_BRAKING_PHASE = 0.14  # trunk decelerates most ~0.14 cycle after IC
+_ML_SWAY_M = 0.045  # amplitude of the stride-frequency sway (m)
+_AP_FLUCT_G = 0.12  # step-frequency AP acceleration fluctuation at 1.2 m/s (g)
+_IMPACT_V_G = 0.27  # vertical heel-strike transient at 1.2 m/s (g)
+_IMPACT_AP_G = 0.15  # AP forward-then-braking pulse at 1.2 m/s (g)
+# Stride-to-stride variability (walking only): band-limited random motion added to the angles and
+# the trunk displacement, and a random gain per heel strike. RMS values at 1.2 m/s; slower walking
+# is less regular (x 1 / sqrt(speed scale)).
+_VAR_RATE_DPS = (7.2, 10.8, 11.5)  # RMS of the added angular rate (x, y, z)
+_VAR_ACC_G = (0.058, 0.065, 0.072)  # RMS of the added acceleration (x, y, z)
+_VAR_RATE_BAND_HZ = (2.0, 8.0)
+_VAR_ACC_BAND_HZ = ((0.8, 4.0), (0.8, 4.0), (4.0, 12.0))  # per axis
+_IMPACT_GAIN_SD = 0.3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -47,6 +63,7 @@ class WalkGait:
     fc_s: dict  # side -> FC times; fc_s[side][k] follows ic_s[side][k]
     stride_gain: dict  # side -> per-stride amplitude factor (activation variability)
     phase_spline: CubicSpline  # time -> gait phase g: left IC at integers, right IC at +0.5
+    variability_seed: int = 0  # seeds the stride-to-stride variability of the trunk motion
 
     def phase(self, t_s: np.ndarray) -> np.ndarray:
         return self.phase_spline(t_s)
@@ -103,7 +120,7 @@ def make_walk_gait(cfg: PatientConfig, t_start_s: float, t_end_s: float, rng: np
     knots_g = 0.5 * np.arange(len(knots_t))
     gains = {s: np.clip(1 + 0.10 * rng.standard_normal(len(ic_l)), 0.7, 1.3) for s in ("L", "R")}
     return WalkGait(t_start_s, t_end_s, {"L": ic_l, "R": ic_r}, {"L": fc_l, "R": fc_r}, gains,
-                    CubicSpline(knots_t, knots_g))
+                    CubicSpline(knots_t, knots_g), int(rng.integers(2 ** 31)))
 
 
 def fade_window(t_s: np.ndarray, t_start_s: float, t_end_s: float, ramp_s: float) -> np.ndarray:
@@ -121,6 +138,20 @@ def _impulse_train(n: int, fs: float, times_s: np.ndarray, weights: np.ndarray, 
     return train
 
 
+def _band_noise(n: int, fs_hz: float, band_hz: tuple, order: int, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise in band_hz whose `order`-th time derivative has unit RMS (built in the
+    frequency domain, so the derivative the IMU sees has the intended size)."""
+    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
+    lo, hi = band_hz
+    shape = np.where((f >= lo) & (f <= hi), 1.0, 0.0)
+    spec = (rng.standard_normal(len(f)) + 1j * rng.standard_normal(len(f))) * shape
+    deriv_power = np.sum(np.abs(spec) ** 2)
+    spec[1:] /= (2 * np.pi * f[1:]) ** order
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    return x / np.sqrt(2.0 * deriv_power / n ** 2) if deriv_power > 0 else x
+
+
 def walking_kinematics(cfg: PatientConfig, gait: WalkGait, t_s: np.ndarray):
     """Dynamic pelvis angles (deg, n x 3) and world trunk displacement (m, n x 3) plus impact
     accelerations (g, n x 3) for one walking segment sampled at `t_s` (1 kHz)."""
@@ -129,26 +160,37 @@ def walking_kinematics(cfg: PatientConfig, gait: WalkGait, t_s: np.ndarray):
     w = fade_window(t_s, gait.t_start_s, gait.t_end_s, WALK_RAMP_S)
     sc = cfg.speed_scale
     weak = cfg.weak_side_letter
+    rng = np.random.default_rng(gait.variability_seed)
+    irregular = 1.0 / np.sqrt(sc)
+    fs = float(units.EMG_RATE_HZ)
+    n = len(t_s)
     extra_l = cfg.pelvic_drop_deg if weak == "L" else 0.0  # left stance -> right (swing) side drops
     extra_r = cfg.pelvic_drop_deg if weak == "R" else 0.0
     left_support = 0.5 + 0.5 * np.cos(2 * np.pi * (p - _OBLIQUITY_PEAK_PHASE))
     obl_amp = cfg.obliquity_amp_deg + extra_l * left_support + extra_r * (1 - left_support)
-    obliquity = obl_amp * np.sin(2 * np.pi * (p - _OBLIQUITY_PEAK_PHASE + 0.25))
-    tilt = cfg.tilt_amp_deg * np.sin(4 * np.pi * (p - _TILT_ANTERIOR_PHASE) + np.pi / 2)
-    rotation = cfg.rotation_amp_deg * sc * np.cos(2 * np.pi * (p - _ROTATION_PEAK_PHASE))
-    angles = np.stack([obliquity, tilt, rotation], axis=1) * w[:, None]
+    obliquity = (obl_amp * np.cos(2 * np.pi * (p - _OBLIQUITY_PEAK_PHASE))
+                 + _OBLIQUITY_H3_DEG * np.cos(6 * np.pi * (p - _OBLIQUITY_H3_PHASE)))
+    tilt = cfg.tilt_amp_deg * sc * np.cos(4 * np.pi * (p - _TILT_ANTERIOR_PHASE))
+    rotation = cfg.rotation_amp_deg * np.sqrt(sc) * np.cos(2 * np.pi * (p - _ROTATION_PEAK_PHASE))
+    angles = np.stack([obliquity, tilt, rotation], axis=1)
+    for axis in range(3):
+        if _VAR_RATE_DPS[axis] > 0:
+            angles[:, axis] += _VAR_RATE_DPS[axis] * irregular * _band_noise(n, fs, _VAR_RATE_BAND_HZ, 1, rng)
+    angles *= w[:, None]
 
     z = -0.01 * sc * np.cos(4 * np.pi * (p - _COM_LOW_PHASE))  # 2 cm vertical excursion per step
-    y = 0.02 * np.cos(2 * np.pi * (p - _ML_LEFT_PHASE))  # 5 cm sway, left in left stance
+    y = _ML_SWAY_M * np.cos(2 * np.pi * (p - _ML_LEFT_PHASE))  # sway, left in left stance
     # AP speed fluctuation: braking after each IC, propulsion before the next.
     step_hz = 2.0 / cfg.stride_time_s
-    x = (0.08 * sc * G_MPS2) / (2 * np.pi * step_hz) ** 2 * np.cos(4 * np.pi * (p - _AP_BRAKING_PHASE))
-    disp = np.stack([x, y, z], axis=1) * w[:, None]
+    x = (_AP_FLUCT_G * sc * G_MPS2) / (2 * np.pi * step_hz) ** 2 * np.cos(4 * np.pi * (p - _AP_BRAKING_PHASE))
+    disp = np.stack([x, y, z], axis=1)
+    for axis in range(3):
+        if _VAR_ACC_G[axis] > 0:
+            disp[:, axis] += _VAR_ACC_G[axis] * irregular * G_MPS2 * _band_noise(n, fs, _VAR_ACC_BAND_HZ[axis], 2, rng)
+    disp *= w[:, None]
 
     # Heel-strike transients: vertical "Mexican hat" (net zero velocity) 40 ms after IC, and an
     # AP forward-then-braking pulse (derivative of a Gaussian) centred 20 ms after IC.
-    fs = float(units.EMG_RATE_HZ)
-    n = len(t_s)
     k_t = np.arange(-150, 151) / fs
     sig_v, sig_ap = 0.025, 0.025
     hat = (1 - (k_t / sig_v) ** 2) * np.exp(-0.5 * (k_t / sig_v) ** 2)
@@ -157,8 +199,9 @@ def walking_kinematics(cfg: PatientConfig, gait: WalkGait, t_s: np.ndarray):
     for side in ("L", "R"):
         ics = gait.ic_s[side]
         w_ic = np.interp(ics, t_s, w, left=0.0, right=0.0)
-        impacts[:, 2] += 0.15 * sc * fftconvolve(_impulse_train(n, fs, ics + 0.040, w_ic, t_s[0]), hat, "same")
-        impacts[:, 0] += 0.06 * sc * fftconvolve(_impulse_train(n, fs, ics + 0.020, w_ic, t_s[0]), dgauss, "same")
+        w_ic = w_ic * np.clip(1 + _IMPACT_GAIN_SD * rng.standard_normal(len(ics)), 0.2, 2.0)
+        impacts[:, 2] += _IMPACT_V_G * sc * fftconvolve(_impulse_train(n, fs, ics + 0.040, w_ic, t_s[0]), hat, "same")
+        impacts[:, 0] += _IMPACT_AP_G * sc * fftconvolve(_impulse_train(n, fs, ics + 0.020, w_ic, t_s[0]), dgauss, "same")
     return angles, disp, impacts
 
 
