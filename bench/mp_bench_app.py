@@ -16,8 +16,11 @@
 #   CHAIN_US     time inside app_step only (clock.advance excluded)
 #   ALLOC        micropython.mem_total() growth inside app_step (every heap allocation, including
 #                bytecode frames that MicroPython puts on the heap and frees on return)
-#   UNFREED      micropython.mem_current() growth inside app_step (allocations not freed on return:
+#   UNFREED      gc.mem_alloc() growth inside app_step (allocations not freed on return:
 #                what the GC must collect)
+#   HEAP_GROWN   gc.mem_alloc() growth across the sample path alone (app.step(), which runs with the
+#                heap locked once warm: there MicroPython keeps call frames on the C stack, and
+#                mem_total still counts those attempts, so ALLOC is not heap use)
 # Mode "fakebus" also wraps the fake board objects the app calls during app_step (the IMU's SPI bus
 # and chip select, the DRDY pulse counter: Python on the unix board, C on the ESP32) and prints the
 # time and allocation inside them (FAKEBUS_US, FAKEBUS_ALLOC, FAKEBUS_CALLS) and the wrapper's own
@@ -77,11 +80,16 @@ frames = 0
 by_type = bytearray(8)  # frames per type (first header byte), wrapping at 256 is fine for a check
 
 
+grown = 0  # gc.mem_alloc() growth across the sample path (a.step(), heap-locked once warm)
+
+
 def app_step():
     """One 10 ms period of the app's processing, radio and status tasks (the radio hands each
     frame to the BLE server; offline the frame is taken off the queue instead)."""
-    global frames
-    a.process_once()
+    global frames, grown
+    g0 = gc.mem_alloc()
+    a.step()
+    grown += gc.mem_alloc() - g0
     now = a.emg.clock_now()
     if now >= a.next_status:
         a.next_status = now + 1000
@@ -200,6 +208,7 @@ fake_us = fake_alloc = fake_calls = 0
 steps = _SECONDS * 1000 // _STEP_MS
 chain_us = 0
 alloc = 0
+grown = 0  # count the steady state only, not the warm-up
 unfreed = 0
 # the fake board is also called from clock.advance (DRDY IRQ handler, IMU stamping): only what it
 # does inside app_step counts here
@@ -210,13 +219,13 @@ t_start = ticks_us()
 for _ in range(steps):
     clock.advance(_STEP_MS)
     fu, fa, fc = fake_us, fake_alloc, fake_calls
-    c0 = mem_current()
+    c0 = gc.mem_alloc()
     m0 = mem_total()
     t0 = ticks_us()
     app_step()
     t1 = ticks_us()
     alloc += mem_total() - m0
-    unfreed += mem_current() - c0
+    unfreed += gc.mem_alloc() - c0
     chain_us += ticks_diff(t1, t0)
     step_fake_us += fake_us - fu
     step_fake_alloc += fake_alloc - fa
@@ -226,6 +235,7 @@ print("DEVICE_S", steps * _STEP_MS / 1000)
 print("WALL_US", wall_us)
 print("CHAIN_US", chain_us)
 print("ALLOC", alloc)
+print("HEAP_GROWN", grown)
 print("UNFREED", unfreed)
 print("FRAMES", frames)
 print("LOST", a.emg.lost_samples, a.imu_cap.lost_samples)

@@ -11,6 +11,7 @@
 from array import array
 
 import asyncio
+import micropython
 from micropython import const
 
 from capture.emg_capture import EmgCapture
@@ -102,6 +103,9 @@ class App:
         self.watchdog_check_ms = watchdog_check_ms
         self.restarts = 0
         self.running = False
+        self.battery_mv = 0
+        self.battery_pct = 0
+        self.warm = False  # the sample path runs heap-locked once every stage has seen data
 
     # ------------------------------------------------------------------ start / stop
     def start(self):
@@ -134,7 +138,12 @@ class App:
 
     def _record(self, buf, n):
         if self.sessions.recording():
-            self.sessions.append(buf, n)
+            # the flash log opens a new segment file every 64 KiB: that may allocate
+            micropython.heap_unlock()
+            try:
+                self.sessions.append(buf, n)
+            finally:
+                micropython.heap_lock()
 
     async def _supervise(self, index, task):
         while True:
@@ -163,8 +172,24 @@ class App:
     async def _processing(self, me):
         while True:
             self.beats[me] += 1
-            self.process_once()
+            self.step()
             await asyncio.sleep_ms(_PERIOD_MS)
+
+    def step(self):
+        """The sample path, run with the heap locked. Locked, MicroPython keeps the call frames
+        of large bytecode functions on the C stack instead of allocating and freeing them on the
+        heap, so the path allocates nothing at all; a real allocation would raise MemoryError (a
+        bug: logged, the task restarted, the capture rings keep every sample) instead of feeding
+        the garbage collector."""
+        if not self.warm:  # start-up: filters seed themselves from the first samples (may allocate)
+            self.process_once()
+            self.warm = self.emg.delivered > 0 and self.imu_cap.delivered > 0
+            return
+        micropython.heap_lock()
+        try:
+            self.process_once()
+        finally:
+            micropython.heap_unlock()
 
     def process_once(self):
         """Drain both captures and run the DSP on what they held. Allocates nothing."""
@@ -292,8 +317,8 @@ class App:
                         units.N_EMG, self.device_id, auth_required)
 
     def _cmd_battery(self, args, conn):
-        mv, pct = self._battery()
-        return cmd.OK, (pct, mv)
+        self._measure_battery()
+        return cmd.OK, (self.battery_pct, self.battery_mv)
 
     def _cmd_stream_start(self, args, conn):
         mode = args[0]
@@ -359,15 +384,18 @@ class App:
                 self.streamer.send_status(clock, self._max_frame())
             await asyncio.sleep_ms(_PERIOD_MS * 10)
 
-    def _battery(self):
+    def _measure_battery(self):
         mv = self.board.battery_uv() // 1000
         # LiPo: ~3.3 V empty, ~4.15 V full under light load; linear is honest enough for a gauge
         pct = (mv - 3300) * 100 // 850
-        return mv, 0 if pct < 0 else 100 if pct > 100 else pct
+        self.battery_mv = mv
+        self.battery_pct = 0 if pct < 0 else 100 if pct > 100 else pct
 
     def _fill_status(self):
         v = self.streamer.status
-        mv, pct = self._battery()
+        self._measure_battery()
+        mv = self.battery_mv
+        pct = self.battery_pct
         state = 0
         if self.streamer.live:
             state |= wire.STATE_STREAMING

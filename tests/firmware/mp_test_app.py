@@ -60,6 +60,29 @@ def test_processing_turns_samples_into_envelope_pelvis_and_status_frames():
     assert a.emg.lost_samples == 0 and a.imu_cap.lost_samples == 0
 
 
+def test_the_sample_path_runs_with_the_heap_locked_and_allocates_nothing():
+    import gc
+
+    clock, a = _app()
+    a.streamer.live = True
+    for _ in range(100):
+        clock.advance(10)
+        a.step()
+        while a.streamer.peek() >= 0:
+            a.streamer.pop()
+    assert a.warm  # from here on step() runs with the heap locked
+    grown = 0
+    for _ in range(300):
+        clock.advance(10)  # the fake chips are test equipment: they may allocate
+        before = gc.mem_alloc()
+        a.step()  # locked: any allocation would raise MemoryError out of here
+        grown += gc.mem_alloc() - before
+        while a.streamer.peek() >= 0:
+            a.streamer.pop()
+    assert a.emg.delivered >= 3900 and a.imu_cap.delivered >= 390
+    assert grown == 0, grown
+
+
 def test_steady_state_sample_path_allocates_nothing():
     clock, a = _app()
     a.streamer.live = True
