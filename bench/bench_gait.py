@@ -24,9 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "firmware"))
 
-import numpy as np  # noqa: E402
-
 import gait_reference as ref  # noqa: E402
+import numpy as np  # noqa: E402
 
 TOL = 5  # samples at 100 Hz = 50 ms
 MOBGAP_CONTEXT = 100  # samples of signal either side of a bout given to mobgap's detectors

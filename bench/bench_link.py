@@ -18,12 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from micropython_port import MP_TESTS  # noqa: E402
-
 from hipsync import ble  # noqa: E402
 from hipsync.sim.air import Air, LinkModel  # noqa: E402
 from hipsync.sim.virtual_device import VirtualDevice  # noqa: E402
 from hipwire import commands  # noqa: E402
+from micropython_port import MP_TESTS  # noqa: E402
 
 MEASURE_S = 3.0
 

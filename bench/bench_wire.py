@@ -48,7 +48,6 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "tests"))
 
 import micropython_port  # noqa: E402
-
 from hipsync.protocol import decode  # noqa: E402
 from hipsync.protocol.frames import RawEmg  # noqa: E402
 from hipsync.sim import PatientConfig, simulate, walking  # noqa: E402

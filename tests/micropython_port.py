@@ -11,8 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from hipsync.sim.virtual_device import (FIRMWARE, REPO, SHARED, UNIX_BOARD,  # noqa: F401
-                                        micropython_binary)
+from hipsync.sim.virtual_device import FIRMWARE, REPO, SHARED, UNIX_BOARD, micropython_binary  # noqa: F401
 from hipsync.sim.virtual_device import micropython_path as _firmware_path
 
 MP_TESTS = REPO / "tests" / "firmware"

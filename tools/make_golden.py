@@ -15,11 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "shared"))
 sys.path.insert(0, str(ROOT / "host"))
 
+from hipsync.protocol import decode, to_json_dict  # noqa: E402
 from hipwire import commands as c  # noqa: E402
 from hipwire import frames as f  # noqa: E402
 from hipwire import records as r  # noqa: E402
-
-from hipsync.protocol import decode, to_json_dict  # noqa: E402
 
 
 def batch_vector(name, ftype, max_len, seq, clock, period, rows):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from hipwire import units
 
 EMG_CHANNELS: tuple[str, ...] = tuple(units.EMG_CHANNELS)

@@ -9,9 +9,9 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from micropython_port import check_code
 
 from hipwire import auth
+from micropython_port import check_code
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,12 +7,12 @@ import importlib.util
 import uuid
 
 import pytest
-from micropython_port import UNIX_BOARD
 
 from hipsync import ble
 from hipsync.sim import air as air_mod
 from hipsync.sim.air import Air, LinkModel, parse_advertisement
 from hipwire import gatt
+from micropython_port import UNIX_BOARD
 
 
 def _fake_radio_module():

@@ -8,13 +8,13 @@ import json
 import time
 
 import pytest
-from micropython_port import MP_TESTS
 
 from hipsync import ble
 from hipsync.protocol import StreamAssembler
 from hipsync.sim.air import Air, LinkModel
 from hipsync.sim.virtual_device import VirtualDevice
 from hipwire import commands, frames, gatt
+from micropython_port import MP_TESTS
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pyedflib
 import pytest
+
 from hipsync.analysis import synthetic as syn
 from hipsync.export import lsl, to_csv, to_edf
 from hipsync.protocol import Envelope, Event, Header, Pelvis, Received

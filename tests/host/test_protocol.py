@@ -11,8 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hipsync.protocol import (Envelope, Event, Pelvis, ProtocolError, Status, StreamAssembler,
-                              UnsupportedFrame, decode, to_json_dict)
+from hipsync.protocol import (
+    Envelope,
+    Event,
+    Pelvis,
+    ProtocolError,
+    Status,
+    StreamAssembler,
+    UnsupportedFrame,
+    decode,
+    to_json_dict,
+)
 from hipwire import commands as c
 from hipwire import frames as f
 from hipwire import records as r

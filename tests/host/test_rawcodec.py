@@ -9,12 +9,12 @@ import random
 from array import array
 from pathlib import Path
 
-import micropython_port
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import micropython_port
 from hipsync.protocol import ProtocolError, RawEmg, decode, to_json_dict
 from hipsync.protocol import frames as host_frames
 from hipwire import frames as wire

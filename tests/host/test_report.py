@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from hipsync.analysis import synthetic as syn
 from hipsync.report import (
     build_report,

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+
 from hipsync.analysis import synthetic
 from hipsync.protocol import Envelope, Event, Header, Pelvis, Received, Status
 from hipsync.store import (

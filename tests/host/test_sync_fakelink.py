@@ -18,12 +18,11 @@ import struct
 import tempfile
 from pathlib import Path
 
-from micropython_port import micropython_binary, micropython_path
-
 from hipwire import commands as cmd
 from hipwire import frames as wire
 from hipwire import units
 from hipwire.gatt import PREFERRED_MTU
+from micropython_port import micropython_binary, micropython_path
 
 # host -> device
 H_CONNECT, H_DISCONNECT, H_COMMAND, H_REC_START, H_REC_APPEND, H_REC_STOP, H_QUIT = range(1, 8)

@@ -2,8 +2,21 @@
 
 from .assembler import LinkStats, Received, StreamAssembler
 from .clock import ClockMap
-from .frames import (Batch, Envelope, Event, Frame, Header, Pelvis, ProtocolError, RawEmg, Status,
-                     UnsupportedFrame, decode, to_json_dict, type_name)
+from .frames import (
+                     Batch,
+                     Envelope,
+                     Event,
+                     Frame,
+                     Header,
+                     Pelvis,
+                     ProtocolError,
+                     RawEmg,
+                     Status,
+                     UnsupportedFrame,
+                     decode,
+                     to_json_dict,
+                     type_name,
+)
 
 __all__ = ["Batch", "ClockMap", "Envelope", "Event", "Frame", "Header", "LinkStats", "Pelvis",
            "ProtocolError", "RawEmg", "Received", "Status", "StreamAssembler", "UnsupportedFrame",

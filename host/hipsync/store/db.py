@@ -16,6 +16,7 @@ from typing import Self
 
 import numpy as np
 import platformdirs
+
 from hipwire import frames as wire
 from hipwire import units
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
+
 from hipwire import frames as wire
 from hipwire import units
 
