@@ -427,21 +427,26 @@ class App:
 
     # ------------------------------------------------------------------ ui
     async def _ui(self, me):
-        led = self.board.led
         tick = 0
         while True:
             self.beats[me] += 1
             tick += 1
-            # LED: solid when streaming to a host, slow blink while recording, short blip idle
-            if self.streamer.live and self.server.connected:
-                led.value(1)
-            elif self.sessions is not None and self.sessions.recording():
-                led.value(tick % 10 < 5)
-            else:
-                led.value(tick % 20 == 0)
-            if self.sessions is not None:
-                self.sessions.poll_button(self.board.button)
+            self.ui_tick(tick)
             await asyncio.sleep_ms(100)
+
+    def ui_tick(self, tick):
+        """Every 100 ms: the LED pattern (solid while streaming to a host, slow blink while
+        recording, a short blip every 2 s when idle) and the button (held 2 s: start or stop a
+        recording)."""
+        led = self.board.led
+        if self.streamer.live and self.server.connected:
+            led.value(1)
+        elif self.sessions is not None and self.sessions.recording():
+            led.value(tick % 10 < 5)
+        else:
+            led.value(tick % 20 == 0)
+        if self.sessions is not None:
+            self.sessions.poll_button(self.board.button)
 
 
 class _Open:

@@ -230,3 +230,63 @@ def test_the_watchdog_starves_when_a_loop_hangs():
     _run_for(a, clock, 1000)
     wdt = machine.board_watchdogs()[-1]
     assert wdt.feeds == 0  # never fed, so the real watchdog resets the board
+
+
+def test_holding_the_button_starts_and_stops_a_recording_with_the_led_showing_it():
+    import machine
+
+    import os
+
+    from board import pins
+    from link.sync_service import SyncService
+    from security.authenticator import Authenticator
+    from store.flashlog import FlashLog
+
+    from binascii import hexlify
+
+    root = "/tmp/hipsync-mp-button-" + hexlify(os.urandom(6)).decode()
+    clock = hardware_clock.install(None)
+    board = hw.build()
+    svc = SyncService(FlashLog(root), Authenticator(b"\x11" * 32, board.device_id),
+                      clock=lambda: board.drdy_counter.value() - 1)
+    a = app_module.App(board, bluetooth.BLE(), board.device_id, auth=svc, sessions=svc,
+                       log=lambda msg: None)
+    a.start()
+
+    ticks = [0]
+
+    def ui_polls(k, level):
+        machine.board_drive(pins.BUTTON, level)
+        led = []
+        for _ in range(k):  # what the ui task does every 100 ms
+            clock.advance(100)
+            a.step()
+            ticks[0] += 1
+            a.ui_tick(ticks[0])
+            led.append(board.led.value())
+        return led
+
+    idle = ui_polls(40, 1)
+    assert not svc.recording() and sum(idle) == 2  # idle: a blip every 2 s
+    ui_polls(20, 0)  # held 2 s: a session starts
+    recording = ui_polls(30, 1)  # released; frames go to the flash log
+    assert svc.recording() and a.streamer.seq > 0
+    assert sum(recording) == 15  # slow blink: half the time on
+    ui_polls(20, 0)  # held again: the session is closed
+    ui_polls(2, 1)
+    assert not svc.recording()
+    sessions = svc.log.sessions()
+    assert len(sessions) == 1 and sessions[0][1] > 500  # (id, size, ...): bytes were recorded
+    _remove_tree(root)
+
+
+def _remove_tree(path):
+    import os
+
+    for name, kind, *_ in os.ilistdir(path):
+        full = path + "/" + name
+        if kind == 0x4000:
+            _remove_tree(full)
+        else:
+            os.remove(full)
+    os.rmdir(path)
