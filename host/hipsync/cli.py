@@ -151,4 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m hipsync.cli`: run the imported module, so that CliError raised by the command
+    # modules (which import hipsync.cli) is the class caught here
+    from hipsync.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,93 @@
+"""The `hipsync` commands as a user runs them: output, files, exit codes, error messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hipsync.analysis import synthetic
+from hipsync.store import open_store
+
+
+def _run(*args, env_extra=None, timeout=180):
+    env = dict(os.environ)
+    env.pop("HIPSYNC_STORE", None)
+    env.pop("HIPSYNC_AIR", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "hipsync.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def store_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "s.sqlite3"
+    store = open_store(path)
+    store.save_session_data(synthetic.make_session(synthetic.weak_left_compensating(seed=2)))
+    return path
+
+
+def test_sessions_report_and_export(store_file, tmp_path):
+    proc = _run("--store", str(store_file), "sessions")
+    assert proc.returncode == 0 and "   1  " in proc.stdout
+    proc = _run("--store", str(store_file), "report", "1", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "session_1.html").stat().st_size > 5000
+    assert (tmp_path / "r" / "session_1.json").exists()
+    proc = _run("--store", str(store_file), "export", "1", "--format", "edf", "--out",
+                str(tmp_path / "e"))
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).suffix == ".edf" and Path(proc.stdout.strip()).exists()
+    proc = _run("--store", str(store_file), "export", "1", "--out", str(tmp_path / "c"))
+    assert proc.returncode == 0 and len(list((tmp_path / "c").glob("*.csv"))) == 3
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["report", "99"], 2, "No session 99"),
+    (["report"], 2, "either a SESSION id or --patient"),
+    (["report", "1", "--patient", "X"], 2, "either a SESSION id or --patient"),
+    (["report", "--patient", "NOBODY"], 2, "NOBODY"),
+    (["export", "1", "--format", "wav"], 2, "invalid choice"),
+    (["stream"], 2, "--patient"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_wrong_arguments_get_a_clear_error(store_file, args, code, message):
+    proc = _run("--store", str(store_file), *args)
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list")
+    proc = _run("--store", str(notes), "sessions")
+    assert proc.returncode == 1 and "not a readable hipsync session store" in proc.stderr
+    assert notes.read_text() == "shopping list"
+    proc = _run("--store", str(tmp_path / "missing.sqlite3"), "report", "1")
+    assert proc.returncode == 1 and "No session store" in proc.stderr
+
+
+def test_report_into_a_folder_that_cannot_be_written(store_file, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run("--store", str(store_file), "report", "1", "--out", str(blocker / "sub"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.strip()
+
+
+@pytest.mark.slow
+def test_stream_and_sync_reach_a_virtual_device(tmp_path):
+    env = {"HIPSYNC_SECRETS": str(tmp_path / "secrets.json")}
+    store = tmp_path / "v.sqlite3"
+    proc = _run("--virtual", "--store", str(store), "stream", "--patient", "P-CLI", "--duration",
+                "4", env_extra=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "frames stored" in proc.stdout and " 0 lost" in proc.stdout
+    proc = _run("--store", str(store), "sessions")
+    assert "P-CLI" in proc.stdout
+    proc = _run("--virtual", "--store", str(store), "sync", "--patient", "P-CLI", env_extra=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "0 new session(s)" in proc.stdout
