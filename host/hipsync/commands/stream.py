@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="clinic: prompt standing calibration, MVC per muscle, then walking")
     p.add_argument("--walk-s", type=float, default=120.0, help="walking time in the protocol")
     p.add_argument("--capture", type=Path, help="also write the raw notifications to this file")
+    p.add_argument("--lsl", action="store_true",
+                   help="also publish envelopes, pelvis angles and events as Lab Streaming Layer "
+                        "outlets (hipsync-envelope, hipsync-pelvis, hipsync-events)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +93,22 @@ class Dashboard:
         self.out.flush()
 
 
+def _with_lsl(on_frame, metadata):
+    from hipsync.export import lsl
+
+    ok, reason = lsl.available()
+    if not ok:
+        raise CliError(f"--lsl: {reason}")
+    outlets = lsl.LslOutlets(metadata)
+    print(f"LSL outlets: {', '.join(outlets.names.values())}")
+
+    def both(received) -> None:
+        on_frame(received)
+        outlets.push(received)
+
+    return both
+
+
 async def _stream(args: argparse.Namespace) -> int:
     from hipsync.acquire import LiveSession, clinic_protocol
     from hipsync.commands._device import authenticator, connected
@@ -102,8 +121,11 @@ async def _stream(args: argparse.Namespace) -> int:
         _, info = await link.command(commands.OP_INFO)
         session_id = store.create_session(args.patient, link.address,
                                           firmware_version="%d.%d.%d" % info[:3])
+        on_frame = dash.on_frame
+        if args.lsl:
+            on_frame = _with_lsl(on_frame, store.load_session(session_id).metadata)
         session = LiveSession(link, store, session_id, capture_path=args.capture,
-                              on_frame=dash.on_frame, authenticate=authenticator())
+                              on_frame=on_frame, authenticate=authenticator())
         await session.start()
         print(f"session {session_id}: recording to {store.path}")
 
