@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hipsync.analysis import analyse, find_strides, rules, summary, symmetry_index
 from hipsync.analysis import synthetic as syn
 from hipsync.session import Calibration, Task, make_events
@@ -185,11 +186,62 @@ def test_summary_and_symmetry_helpers():
 
 def test_rule_thresholds_are_the_documented_ones():
     assert rules.PELVIC_DROP_DEG == 4.0 and rules.GMED_ES_RATIO_BOUNDARY == 1.0
-    assert rules.MAJORITY_FRACTION == 0.5
+    assert rules.MAJORITY_FRACTION == 0.5 and rules.SIGN_TEST_ALPHA == 0.05
+    assert rules.NORMAL_WALKING_DROP_DEG == 5.0
     exactly_half = rules.side_flags("left", ratio_ipsi=[0.5] * 10 + [2.0] * 10,
                                     ratio_contra=[2.0] * 20, drop_median_deg=4.0, n_valid=20,
                                     n_quality_bad=0, n_detected=20, mvc_normalised=True)
-    assert exactly_half == []  # a tie is not a majority; 4.0 deg is not more than 4 deg
+    assert exactly_half == []  # a tie is not a majority; 4 deg is a normal walking drop
+
+
+def _flags(ratio_ipsi=(2.0,) * 30, drop=3.0, other=3.0, n_valid=30, n_pelvis=None):
+    return {f.code for f in rules.side_flags(
+        "left", ratio_ipsi=list(ratio_ipsi), ratio_contra=[2.0] * len(ratio_ipsi),
+        drop_median_deg=drop, drop_other_median_deg=other, n_valid=n_valid,
+        n_pelvis_valid=n_pelvis, n_quality_bad=0, n_detected=n_valid, mvc_normalised=True)}
+
+
+def test_es_dominance_needs_a_consistent_majority():
+    """More than half is not enough when chance could give it: the one-sided exact sign test at
+    p < 0.05 needs 9 of 10, 15 of 20 and 20 of 30 strides (binomial tail, checked here)."""
+    from math import comb
+    for n, need in ((10, 9), (20, 15), (30, 20)):
+        assert rules.min_count_for_flag(n) == need
+        assert sum(comb(n, k) for k in range(need, n + 1)) / 2 ** n < 0.05
+        assert sum(comb(n, k) for k in range(need - 1, n + 1)) / 2 ** n >= 0.05
+    assert rules.min_count_for_flag(9) is None  # below MIN_STRIDES_FOR_FLAGS
+    assert "ES_DOMINANT_IPSI" not in _flags([0.9] * 19 + [1.1] * 11)  # 19 of 30: a majority only
+    assert "ES_DOMINANT_IPSI" in _flags([0.9] * 20 + [1.1] * 10)
+    assert "ES_DOMINANT_IPSI" not in _flags([0.9] * 9, n_valid=9)  # too few strides
+
+
+def test_pelvic_drop_is_judged_against_normal_walking_and_the_other_side():
+    """A normal walker drops the swing side by about 4-5 deg (Perry & Burnfield 2010): that alone,
+    on both sides, is no flag. A drop more than 4 deg (the detectable change) above the other
+    side's is, and so is one more than 4 deg beyond the normal 5 deg on both sides."""
+    assert "PELVIC_DROP" not in _flags(drop=4.6, other=4.4)  # the old rule flagged this
+    assert "PELVIC_DROP" not in _flags(drop=8.0, other=4.0)  # exactly the detectable change
+    assert "PELVIC_DROP" in _flags(drop=8.5, other=4.0)
+    assert "PELVIC_DROP" in _flags(drop=7.0, other=2.0)
+    assert "PELVIC_DROP" not in _flags(drop=4.5, other=0.0)  # a level other side, a normal drop
+    assert "PELVIC_DROP" in _flags(drop=9.5, other=9.0)  # both sides far beyond normal
+    assert "PELVIC_DROP" not in _flags(drop=8.8, other=8.5)
+    assert "PELVIC_DROP" in _flags(drop=9.5, other=None)  # other side unknown: beyond normal only
+    assert "PELVIC_DROP" not in _flags(drop=8.5, other=None)
+    # strides with electrode problems keep their pelvis data: the drop is judged on those
+    assert "PELVIC_DROP" in _flags(drop=8.5, other=4.0, n_valid=3, n_pelvis=30)
+    assert "PELVIC_DROP" not in _flags(drop=8.5, other=4.0, n_valid=30, n_pelvis=9)
+
+
+def test_normal_walking_drop_is_not_flagged_in_a_session():
+    """Synthetic healthy walker with the normal 4-5 deg swing-side drop on both sides."""
+    spec = syn.healthy(seed=5, walk_s=40)
+    spec.drop_deg = {"left": 4.5, "right": 4.5}
+    a = analyse(syn.make_session(spec))
+    for side in ("left", "right"):
+        assert a.sides[side].summaries["pelvic_drop_deg"]["median"] > 4.0
+        assert "within normal walking" in a.sides[side].sentence
+    assert a.flags == []
 
 
 def test_task_names_from_the_simulator_protocol_are_understood():

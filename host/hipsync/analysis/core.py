@@ -22,6 +22,7 @@ import warnings as _warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from hipwire import quality as q
 
 from ..session import EMG_CHANNELS, TASK_WALK, Calibration, SessionData
@@ -243,16 +244,22 @@ def analyse_side(session: SessionData, st: Strides, cal: Calibration, norm: Norm
               "excluded_quality": int(quality_bad.sum()), "excluded_data_gap": gaps,
               "pelvis_valid": int(np.isfinite(ps["pelvic_drop_deg"]).sum()),
               "candidates_excluded": dict(st.excluded)}
-    res = SideResult(name, st, ps, quality_bad, emg_valid, summaries, curves, ss_phase,
-                     counts=counts)
+    return SideResult(name, st, ps, quality_bad, emg_valid, summaries, curves, ss_phase,
+                      counts=counts)
+
+
+def judge_side(res: SideResult, other: SideResult | None, norm: Normalisation) -> None:
+    """Flags and the plain-language sentence of one side. The PELVIC_DROP rule compares the side
+    with the other stance side (rules.py), so this runs once both sides are analysed."""
+    other_drop = None if other is None else other.summaries["pelvic_drop_deg"]["median"]
     res.flags = rules.side_flags(
-        name, ratio_ipsi=ps["gmed_es_ratio_ipsi"][emg_valid],
-        ratio_contra=ps["gmed_es_ratio_contra"][emg_valid],
-        drop_median_deg=summaries["pelvic_drop_deg"]["median"], n_valid=int(emg_valid.sum()),
-        n_quality_bad=int(quality_bad.sum()), n_detected=n,
-        mvc_normalised=norm.method == "MVC")
-    res.sentence = _sentence(res, norm)
-    return res
+        res.side, ratio_ipsi=res.per_stride["gmed_es_ratio_ipsi"][res.emg_valid],
+        ratio_contra=res.per_stride["gmed_es_ratio_contra"][res.emg_valid],
+        drop_median_deg=res.summaries["pelvic_drop_deg"]["median"],
+        drop_other_median_deg=other_drop, n_valid=int(res.emg_valid.sum()),
+        n_pelvis_valid=res.counts["pelvis_valid"], n_quality_bad=int(res.quality_bad.sum()),
+        n_detected=res.counts["detected"], mvc_normalised=norm.method == "MVC")
+    res.sentence = _sentence(res, norm, other_drop)
 
 
 def _mean_sd(m: np.ndarray) -> dict:
@@ -263,7 +270,7 @@ def _mean_sd(m: np.ndarray) -> dict:
     return {"mean": m.mean(axis=0), "sd": m.std(axis=0), "n": len(m)}
 
 
-def _sentence(r: SideResult, norm: Normalisation) -> str:
+def _sentence(r: SideResult, norm: Normalisation, other_drop: float | None = None) -> str:
     stance = f"{r.side.capitalize()} stance"
     n = r.counts["emg_valid"]
     if r.counts["detected"] == 0:
@@ -292,9 +299,15 @@ def _sentence(r: SideResult, norm: Normalisation) -> str:
                          f"opposite-side erectors in {n - bc} of {n}")
     drop = r.summaries["pelvic_drop_deg"]["median"]
     if drop is not None:
-        verdict = ("more than" if drop > rules.PELVIC_DROP_DEG else "within")
-        parts.append(f"median swing-side pelvic drop {drop:.1f} deg beyond standing "
-                     f"({verdict} the {rules.PELVIC_DROP_DEG:g} deg detectable change)")
+        if "PELVIC_DROP" in {f.code for f in r.flags}:
+            verdict = "more than normal walking and more than the detectable change"
+        elif rules.pelvic_drop_excess(drop, other_drop) is not None:
+            verdict = "too few strides to judge"
+        else:
+            verdict = "within normal walking or the detectable change"
+        vs = "" if other_drop is None else f", other side {other_drop:.1f} deg"
+        parts.append(f"median swing-side pelvic drop {drop:.1f} deg beyond standing{vs} "
+                     f"({verdict})")
     excl = r.counts["excluded_quality"]
     tail = f" {excl} strides were left out for electrode problems." if excl else ""
     return f"{stance}: " + "; ".join(parts) + "." + tail
@@ -399,6 +412,8 @@ def analyse(session: SessionData) -> SessionAnalysis:
         _warnings.simplefilter("ignore", RuntimeWarning)
         sides = {name: analyse_side(session, st, cal, norm, rest, float(delay))
                  for name, st in strides.items()}
+    for name, res in sides.items():
+        judge_side(res, next((r for n, r in sides.items() if n != name), None), norm)
     sym = {m: symmetry_index(sides["left"].summaries[m]["median"], sides["right"].summaries[m]["median"])
            for m in ("stance_gmed_pct_mvc", "stance_es_ipsi_pct_mvc", "stance_es_contra_pct_mvc",
                      "gmed_es_ratio_ipsi", "gmed_es_ratio_contra", "stride_time_s")}

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from hipwire import units
 
 SIDES = ("L", "R")
+# Default extra swing-side drop of a weak side (deg): a clear Trendelenburg gait, beyond the 4 deg
+# smallest detectable change (estimate; ASSUMPTIONS.md, "Pelvis angles in walking").
+WEAK_SIDE_DROP_DEG = 6.0
 _SIDE_ALIASES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
 
@@ -53,7 +56,7 @@ class PatientConfig:
     weak_side: str | None = None  # "left" / "right" / None
     es_compensation: str | None = None  # "stance" / "contra" / None (needs weak_side)
     # Extra contralateral pelvic drop (deg) while the weak side is in single support.
-    # None -> 4.0 deg when weak_side is set, else 0.0.
+    # None -> WEAK_SIDE_DROP_DEG when weak_side is set, else 0.0 (ASSUMPTIONS.md).
     pelvic_drop_deg: float | None = None
     # --- activation levels (%MVC) ------------------------------------------------------------
     gmed_stance_pct_mvc: float = 30.0  # peak stance GMed in walking (healthy side)
@@ -95,7 +98,7 @@ class PatientConfig:
         if self.es_compensation is not None and self.weak_side is None:
             raise ValueError("es_compensation needs a weak_side (whose single support it compensates)")
         if self.pelvic_drop_deg is None:
-            self.pelvic_drop_deg = 4.0 if self.weak_side else 0.0
+            self.pelvic_drop_deg = WEAK_SIDE_DROP_DEG if self.weak_side else 0.0
         if not 40.0 <= self.cadence_spm <= 160.0:
             raise ValueError(f"cadence_spm must be within 40..160 steps/min, got {self.cadence_spm}")
         if not 0.52 <= self.stance_fraction <= 0.70:
