@@ -21,6 +21,14 @@
 #   HEAP_GROWN   gc.mem_alloc() growth across the sample path alone (app.step(), which runs with the
 #                heap locked once warm: there MicroPython keeps call frames on the C stack, and
 #                mem_total still counts those attempts, so ALLOC is not heap use)
+#   ALLOC, UNFREED and HEAP_GROWN are measured in mode "fakebus" only (0 in mode "clean"): each
+#   gc.mem_alloc() call scans the heap's allocation table, which would swamp the timings.
+#   DRDY_US      the DRDY IRQ handler's own time per sample (EmgCapture._on_drdy: one SPI frame read,
+#                the 24-bit decode, the ring store), measured after the loop on the app's capture
+#                with its pulse counter, chip select and SPI bus swapped for minimal Python stubs:
+#                the handler's loop less the same stub calls made without it, best of rounds. On
+#                the ESP32 the handler runs 1000 times a second, as a scheduled soft IRQ, but here
+#                it runs inside clock.advance, so neither CHAIN_US nor the fake-board share sees it.
 # Mode "fakebus" also wraps the fake board objects the app calls during app_step (the IMU's SPI bus
 # and chip select, the DRDY pulse counter: Python on the unix board, C on the ESP32) and prints the
 # time and allocation inside them (FAKEBUS_US, FAKEBUS_ALLOC, FAKEBUS_CALLS) and the wrapper's own
@@ -81,15 +89,24 @@ by_type = bytearray(8)  # frames per type (first header byte), wrapping at 256 i
 
 
 grown = 0  # gc.mem_alloc() growth across the sample path (a.step(), heap-locked once warm)
+chain_us = 0  # time inside app_step, heap accounting left out
+# gc.mem_alloc() walks the whole allocation table (about 50 us for this heap, more than a step of
+# the app): only mode "fakebus" calls it, and never inside the timed windows.
+_HEAP = _MODE == "fakebus"
 
 
 def app_step():
     """One 10 ms period of the app's processing, radio and status tasks (the radio hands each
     frame to the BLE server; offline the frame is taken off the queue instead)."""
-    global frames, grown
-    g0 = gc.mem_alloc()
+    global frames, grown, chain_us
+    if _HEAP:
+        g0 = gc.mem_alloc()
+    t0 = ticks_us()
     a.step()
-    grown += gc.mem_alloc() - g0
+    t1 = ticks_us()
+    if _HEAP:
+        grown += gc.mem_alloc() - g0
+    t2 = ticks_us()
     now = a.emg.clock_now()
     if now >= a.next_status:
         a.next_status = now + 1000
@@ -104,6 +121,7 @@ def app_step():
             by_type[t] = (by_type[t] + 1) & 0xFF
         streamer.pop()
         frames += 1
+    chain_us += ticks_diff(t1, t0) + ticks_diff(ticks_us(), t2)
 
 
 ticks_us = time.ticks_us
@@ -216,21 +234,74 @@ step_fake_us = 0
 step_fake_alloc = 0
 step_fake_calls = 0
 t_start = ticks_us()
-for _ in range(steps):
-    clock.advance(_STEP_MS)
-    fu, fa, fc = fake_us, fake_alloc, fake_calls
-    c0 = gc.mem_alloc()
-    m0 = mem_total()
-    t0 = ticks_us()
-    app_step()
-    t1 = ticks_us()
-    alloc += mem_total() - m0
-    unfreed += gc.mem_alloc() - c0
-    chain_us += ticks_diff(t1, t0)
-    step_fake_us += fake_us - fu
-    step_fake_alloc += fake_alloc - fa
-    step_fake_calls += fake_calls - fc
+if _HEAP:
+    for _ in range(steps):
+        clock.advance(_STEP_MS)
+        fu, fa, fc = fake_us, fake_alloc, fake_calls
+        c0 = gc.mem_alloc()
+        m0 = mem_total()
+        app_step()
+        alloc += mem_total() - m0
+        unfreed += gc.mem_alloc() - c0
+        step_fake_us += fake_us - fu
+        step_fake_alloc += fake_alloc - fa
+        step_fake_calls += fake_calls - fc
+else:
+    for _ in range(steps):
+        clock.advance(_STEP_MS)
+        app_step()
 wall_us = ticks_diff(ticks_us(), t_start)
+
+
+class _BusStub:
+    """Stands in for the pulse counter, chip select and SPI bus at the cost of one Python call."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def value(self, v=None):
+        return self.count
+
+    def readinto(self, buf, write=0):
+        pass
+
+
+def _drdy_handler_us(n=20000, rounds=5):
+    emg = a.emg
+    saved = (emg._counter, emg._cs, emg._spi)
+    stub = _BusStub(0)
+    emg._counter = emg._cs = emg._spi = stub
+    handler = emg._handler
+    frame = emg._frame  # the last real conversion: the handler decodes real data
+    best_handler = best_stubs = None
+    for _ in range(rounds):
+        first = emg._last_count + 1
+        t0 = ticks_us()
+        for i in range(first, first + n):
+            stub.count = i
+            handler(None)
+            emg._tail = emg._head  # keep the ring from filling
+        t_handler = ticks_diff(ticks_us(), t0)
+        t0 = ticks_us()
+        for i in range(first, first + n):  # the handler's bus calls alone, same loop
+            stub.count = i
+            stub.value()
+            stub.value(0)
+            stub.readinto(frame, 0)
+            stub.value(1)
+            stub.value()
+            emg._tail = emg._head
+        t_stubs = ticks_diff(ticks_us(), t0)
+        if best_handler is None or t_handler < best_handler:
+            best_handler = t_handler
+        if best_stubs is None or t_stubs < best_stubs:
+            best_stubs = t_stubs
+    emg._counter, emg._cs, emg._spi = saved
+    return (best_handler - best_stubs) / n
+
+
+lost = (a.emg.lost_samples, a.imu_cap.lost_samples)
+drdy_us = _drdy_handler_us()
 print("DEVICE_S", steps * _STEP_MS / 1000)
 print("WALL_US", wall_us)
 print("CHAIN_US", chain_us)
@@ -238,7 +309,8 @@ print("ALLOC", alloc)
 print("HEAP_GROWN", grown)
 print("UNFREED", unfreed)
 print("FRAMES", frames)
-print("LOST", a.emg.lost_samples, a.imu_cap.lost_samples)
+print("LOST", lost[0], lost[1])
+print("DRDY_US", drdy_us)
 print("EVENT_FRAMES_MOD256", by_type[3])
 if _MODE == "fakebus":
     print("FAKEBUS_US", step_fake_us)

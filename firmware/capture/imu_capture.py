@@ -38,13 +38,34 @@ _HALF_STEP = const(312)  # TS_PER_SAMPLE_100HZ // 2, for rounding
 _HALF_WRAP = const(32768)
 
 
-@micropython.native
-def _clamp16(v):
-    if v > 32767:
-        return 32767
-    if v < -32768:
-        return -32768
-    return v
+@micropython.viper
+def _unpack(pkt: ptr8, m1: ptr8, out: ptr16, o: int):
+    """Accel and gyro of a FIFO packet (big-endian int16 at bytes 1..12, sensor frame) rotated by
+    the mounting matrix (row-major, entries -1/0/1, stored + 1 in m1) into out[o:o + 6], clamped
+    to int16. Viper: its integers are 32-bit on the ESP32; each sum stays within 3 * 2**15."""
+    b = 0
+    while b < 6:
+        p = 1 + 2 * b
+        x = (pkt[p] << 8) | pkt[p + 1]
+        if x & 0x8000:
+            x -= 0x10000
+        y = (pkt[p + 2] << 8) | pkt[p + 3]
+        if y & 0x8000:
+            y -= 0x10000
+        z = (pkt[p + 4] << 8) | pkt[p + 5]
+        if z & 0x8000:
+            z -= 0x10000
+        r = 0
+        while r < 3:
+            j = 3 * r
+            v = (m1[j] - 1) * x + (m1[j + 1] - 1) * y + (m1[j + 2] - 1) * z
+            if v > 32767:
+                v = 32767
+            elif v < -32768:
+                v = -32768
+            out[o + b + r] = v
+            r += 1
+        b += 3
 
 
 class ImuCapture:
@@ -52,9 +73,12 @@ class ImuCapture:
         self.driver = driver
         self._clock = clock
         m = mounting
-        self._m = (m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2])
+        flat = (m[0][0], m[0][1], m[0][2], m[1][0], m[1][1], m[1][2], m[2][0], m[2][1], m[2][2])
+        for v in flat:
+            if v < -1 or v > 1:
+                raise ValueError("mounting matrix entries must be -1, 0 or 1")
+        self._m1 = bytes(v + 1 for v in flat)  # entries + 1: viper's byte loads are unsigned
         self._packet = bytearray(PACKET_BYTES)
-        self._sensor = array.array("i", bytes(4 * 6))
         self._stash = array.array("h", bytes(2 * 6))
         self._reset_state()
 
@@ -81,18 +105,6 @@ class ImuCapture:
 
     def stop(self):
         self.driver.stop()
-
-    @micropython.native
-    def _rotate_into(self, out, o):
-        s = self._sensor
-        m = self._m
-        for base in (0, 3):
-            x = s[base]
-            y = s[base + 1]
-            z = s[base + 2]
-            out[o + base] = _clamp16(m[0] * x + m[1] * y + m[2] * z)
-            out[o + base + 1] = _clamp16(m[3] * x + m[4] * y + m[5] * z)
-            out[o + base + 2] = _clamp16(m[6] * x + m[7] * y + m[8] * z)
 
     @micropython.native
     def _steps_since_prev(self, ts, wraps_possible):
@@ -138,7 +150,7 @@ class ImuCapture:
             to_read = 0
         read = 0
         pkt = self._packet
-        s = self._sensor
+        m = self._m1
         if to_read > 0:
             drv.fifo_begin()
             while read < to_read:
@@ -162,20 +174,15 @@ class ImuCapture:
                     self._gap_countdown -= 1
                 self._prev_ts = ts
                 self._prev_index = index
-                for i in range(6):
-                    v = (pkt[1 + 2 * i] << 8) | pkt[2 + 2 * i]
-                    if v & 0x8000:
-                        v -= 0x10000
-                    s[i] = v
                 if k > 0 and index != self._prev_out_index + 1:
                     # A gap inside this block: keep the packet for the next drain.
-                    self._rotate_into(self._stash, 0)
+                    _unpack(pkt, m, self._stash, 0)
                     self._stash_index = index
                     self._have_stash = True
                     break
                 if k == 0:
                     self.clock_first = self._clock0 + _TICKS_PER_SAMPLE * index
-                self._rotate_into(out, 6 * k)
+                _unpack(pkt, m, out, 6 * k)
                 self._prev_out_index = index
                 k += 1
             drv.fifo_end()

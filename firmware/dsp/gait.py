@@ -37,11 +37,20 @@
 #
 # Integers: the largest intermediates are the third 15-sample sum of the acceleration,
 # 3375 * 32768 < 2^27, the third 11-sample sum of gz + gx, 1331 * 65536 < 2^27, and the
-# running-mean differences < 2^28: all below 2^30, so no big int on the
+# running-mean differences < 2^28: all below 2^29, so no big int on the
 # ESP32. process() allocates nothing (tests/firmware/mp_test_gait.py holds heap_lock around it),
-# except that event clocks >= 2^30 ticks (12.4 days of device clock) are big ints on the ESP32,
-# and the internal sample counter passes 2^30 after 124 days of continuous processing.
+# except that event clocks >= 2^30 ticks (12.4 days of device clock) are big ints on the ESP32.
+#
+# Speed: the per-sample work (moving sums, running means, lobe tracking) is one viper kernel over
+# the block; it hands a sample back to Python only when a lobe ends or an FC window closes (a few
+# times per second of walking), and Python runs the event logic for that sample. All state lives in
+# one array('i') so both sides see it. Viper integers are 32-bit on the ESP32, and a ptr32 load is
+# not sign-extended on the 64-bit unix port, so signed state is sign-extended from 30 bits when
+# loaded: exact for |value| < 2^29, which holds for every value above and for the sample counter
+# for 62 days of continuous processing (the device clock itself is bounded at 12.4 days).
 from array import array
+
+import micropython
 from micropython import const
 
 from hipwire import units
@@ -85,6 +94,184 @@ _RING = const(256)  # history of d, dd and side evidence; must cover MAX_LOBE + 
 _MASK = const(255)
 _NONE = const(-1000000)
 
+# State array layout (array('i'), shared by the viper kernel and the Python event logic).
+_N = const(0)  # samples processed
+_FINE_POS = const(1)
+_COARSE_POS = const(2)
+_LAT_POS = const(3)
+_BASE = const(4)
+_LAT_BASE = const(5)
+_IN_LOBE = const(6)
+_PEAK_T = const(7)
+_PEAK_V = const(8)
+_LOBE_LEN = const(9)
+_PENDING = const(10)
+_LAST_IC = const(11)
+_FC_IC = const(12)
+_WALKING = const(13)
+_HANDOFF = const(14)  # 1: the kernel stopped at a sample whose events Python must run
+_V = const(15)  # that sample's coarse value
+_SUMS = const(16)  # fine 0..1, coarse 2..4, lat 5..7
+_FH = const(24)  # fine sum at n-1, n-2
+_DH = const(26)  # d at n-1, n-2
+_FINE = const(28)  # moving-sum rings: 2 stages of _FINE_W
+_COARSE = const(38)  # 3 stages of _COARSE_W
+_LAT = const(83)  # 3 stages of _LAT_W
+_STATE = const(116)
+_B29 = const(1 << 29)
+_M30 = const((1 << 30) - 1)
+
+
+@micropython.viper
+def _kernel(imu: ptr16, i: int, end: int, st: ptr32, dring: ptr32, ddring: ptr32,
+            lring: ptr32) -> int:
+    """Run imu[i:end] (6 int16 per sample) through the filters and the lobe tracking; stop after
+    a sample that needs the event logic (st[_HANDOFF] = 1, its value in st[_V]). Returns the
+    index after the last sample taken. Mirrors _sample/_events of the bytecode version exactly."""
+    n = st[_N]
+    fpos = st[_FINE_POS]
+    cpos = st[_COARSE_POS]
+    lpos = st[_LAT_POS]
+    base = ((st[_BASE] + _B29) & _M30) - _B29
+    lbase = ((st[_LAT_BASE] + _B29) & _M30) - _B29
+    in_lobe = st[_IN_LOBE]
+    peak_t = st[_PEAK_T]
+    peak_v = ((st[_PEAK_V] + _B29) & _M30) - _B29
+    lobe_len = st[_LOBE_LEN]
+    pending = ((st[_PENDING] + _B29) & _M30) - _B29
+    last_ic = ((st[_LAST_IC] + _B29) & _M30) - _B29
+    fc_ic = ((st[_FC_IC] + _B29) & _M30) - _B29
+    walking = st[_WALKING]
+    fs0 = ((st[_SUMS] + _B29) & _M30) - _B29
+    fs1 = ((st[_SUMS + 1] + _B29) & _M30) - _B29
+    cs0 = ((st[_SUMS + 2] + _B29) & _M30) - _B29
+    cs1 = ((st[_SUMS + 3] + _B29) & _M30) - _B29
+    cs2 = ((st[_SUMS + 4] + _B29) & _M30) - _B29
+    ls0 = ((st[_SUMS + 5] + _B29) & _M30) - _B29
+    ls1 = ((st[_SUMS + 6] + _B29) & _M30) - _B29
+    ls2 = ((st[_SUMS + 7] + _B29) & _M30) - _B29
+    fh0 = ((st[_FH] + _B29) & _M30) - _B29
+    fh1 = ((st[_FH + 1] + _B29) & _M30) - _B29
+    dh0 = ((st[_DH] + _B29) & _M30) - _B29
+    dh1 = ((st[_DH + 1] + _B29) & _M30) - _B29
+    handoff = 0
+    v = 0
+    while i < end:
+        ax = (imu[i + _AX] ^ 0x8000) - 0x8000  # ptr16 loads are unsigned
+        az = (imu[i + _AZ] ^ 0x8000) - 0x8000
+        gx = (imu[i + _GX] ^ 0x8000) - 0x8000
+        gz = (imu[i + _GZ] ^ 0x8000) - 0x8000
+        i += _CH
+        # vertical-minus-AP acceleration: two 5-sample sums, difference d, second difference dd
+        x = az - ax
+        k = _FINE + fpos
+        fs0 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = fs0
+        k += _FINE_W
+        fs1 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = fs1
+        fpos = fpos + 1 if fpos < _FINE_W - 1 else 0
+        d = x - fh1
+        fh1 = fh0
+        fh0 = x
+        if n < 2:
+            d = 0
+        dd = d - dh1
+        dh1 = dh0
+        dh0 = d
+        if n < 2:
+            dd = 0
+        dring[(n - _FINE_DELAY) & _MASK] = d
+        ddring[(n - _DD_DELAY) & _MASK] = dd
+        # side evidence: yaw + roll rate, three 11-sample sums, minus its running mean
+        x = gz + gx
+        k = _LAT + lpos
+        ls0 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = ls0
+        k += _LAT_W
+        ls1 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = ls1
+        k += _LAT_W
+        ls2 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = ls2
+        lpos = lpos + 1 if lpos < _LAT_W - 1 else 0
+        lbase += (x - lbase) >> _LAT_BASE_SHIFT
+        lring[(n - _LAT_DELAY) & _MASK] = x - lbase
+        # step lobes: vertical acceleration, three 15-sample sums, minus its running mean
+        x = az
+        k = _COARSE + cpos
+        cs0 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = cs0
+        k += _COARSE_W
+        cs1 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = cs1
+        k += _COARSE_W
+        cs2 += x - (((st[k] + _B29) & _M30) - _B29)
+        st[k] = x
+        x = cs2
+        cpos = cpos + 1 if cpos < _COARSE_W - 1 else 0
+        base += (x - base) >> _BASE_SHIFT
+        v = x - base
+        cur = n
+        n += 1
+        if cur < _COARSE_DELAY:
+            continue
+        t = cur - _COARSE_DELAY
+        # a closing FC window or an ending lobe: the event logic runs in Python
+        if (fc_ic >= 0 and cur - _DD_DELAY >= fc_ic + _FC_TO) or (in_lobe and v <= 0):
+            handoff = 1
+            break
+        if walking and t - last_ic > _END_GAP:
+            walking = 0
+        if pending >= 0 and t - pending > _MAX_STEP:
+            pending = -1
+        if v > _LOBE_ENTER or in_lobe:  # in a lobe here means v > 0
+            if not in_lobe:
+                in_lobe = 1
+                peak_v = v
+                peak_t = t
+                lobe_len = 0
+            lobe_len += 1
+            if v > peak_v:
+                peak_v = v
+                peak_t = t
+    st[_N] = n
+    st[_FINE_POS] = fpos
+    st[_COARSE_POS] = cpos
+    st[_LAT_POS] = lpos
+    st[_BASE] = base
+    st[_LAT_BASE] = lbase
+    st[_IN_LOBE] = in_lobe
+    st[_PEAK_T] = peak_t
+    st[_PEAK_V] = peak_v
+    st[_LOBE_LEN] = lobe_len
+    st[_PENDING] = pending
+    st[_LAST_IC] = last_ic
+    st[_FC_IC] = fc_ic
+    st[_WALKING] = walking
+    st[_HANDOFF] = handoff
+    st[_V] = v
+    st[_SUMS] = fs0
+    st[_SUMS + 1] = fs1
+    st[_SUMS + 2] = cs0
+    st[_SUMS + 3] = cs1
+    st[_SUMS + 4] = cs2
+    st[_SUMS + 5] = ls0
+    st[_SUMS + 6] = ls1
+    st[_SUMS + 7] = ls2
+    st[_FH] = fh0
+    st[_FH + 1] = fh1
+    st[_DH] = dh0
+    st[_DH + 1] = dh1
+    return i
+
 
 class GaitDetector:
     def __init__(self, rate_hz=units.IMU_RATE_HZ, max_events=16):
@@ -96,51 +283,59 @@ class GaitDetector:
         self._q_head = 0
         self._q_len = 0
         self.dropped_events = 0
-        self.walking = False
         self._ticks_per_sample = units.CLOCK_HZ // rate_hz
-        # Filter state: rings of the moving sums (one slot per stage and tap), their sums.
-        self._fine = array("i", bytes(4 * 2 * _FINE_W))
-        self._coarse = array("i", bytes(4 * 3 * _COARSE_W))
-        self._lat = array("i", bytes(4 * 3 * _LAT_W))
-        self._sums = array("i", bytes(4 * 8))  # fine 0..1, coarse 2..4, lat 5..7
-        self._f_hist = array("i", bytes(4 * 2))  # fine sum at n-1, n-2
-        self._d_hist = array("i", bytes(4 * 2))
+        # Filter and detector state (layout above), the moving sums' view of it, and the rings.
+        self._st = array("i", bytes(4 * _STATE))
+        self._sums = memoryview(self._st)[_SUMS:_SUMS + 8]
         self._d_ring = array("i", bytes(4 * _RING))
         self._dd_ring = array("i", bytes(4 * _RING))
         self._lat_ring = array("i", bytes(4 * _RING))
         self._strides = array("i", bytes(4 * 2))
-        self._fine_pos = 0
-        self._coarse_pos = 0
-        self._lat_pos = 0
-        self._base = 0
-        self._lat_base = 0
-        self._n = 0  # samples processed
-        self._in_lobe = False
-        self._lobe_peak_t = 0
-        self._lobe_peak_v = 0
-        self._lobe_len = 0
-        self._pending = -1
+        st = self._st
+        st[_PENDING] = -1
+        st[_LAST_IC] = _NONE
+        st[_FC_IC] = -1
         self._pending_vote = 0  # the held step's side evidence, +1 right / -1 left
         self._parity = 0  # step number within the bout, modulo 2
         self._vote = 0  # evidence that the bout's even steps are right steps, within +-_VOTE_MAX
-        self._last_ic = _NONE
         self._last_side = RIGHT
-        self._fc_ic = -1
         self._block_n = 0  # sample index of the current block's first sample
         self._block_clock = 0
+
+    @property
+    def walking(self):
+        return self._st[_WALKING] != 0
+
+    @property
+    def _base(self):
+        return self._st[_BASE]
+
+    @property
+    def _lat_base(self):
+        return self._st[_LAT_BASE]
+
+    @property
+    def _lobe_peak_v(self):
+        return self._st[_PEAK_V]
 
     # --- public ---------------------------------------------------------------------------
 
     def process(self, imu, n_samples, clock_first):
-        """Feed n_samples body-frame IMU samples (6 interleaved counts each); returns queue length."""
-        self._block_n = self._n
+        """Feed n_samples body-frame IMU samples (array('h'), 6 interleaved counts each); returns
+        the queue length."""
+        st = self._st
+        self._block_n = st[_N]
         self._block_clock = clock_first
+        if n_samples > 0 and st[_N] == 0:
+            az = imu[_AZ]
+            self._prime(az - imu[_AX], az, imu[_GZ] + imu[_GX])
         i = 0
         end = n_samples * _CH
         while i < end:
-            az = imu[i + _AZ]
-            self._sample(az - imu[i + _AX], az, imu[i + _GZ] + imu[i + _GX])
-            i += _CH
+            i = _kernel(imu, i, end, st, self._d_ring, self._dd_ring, self._lat_ring)
+            if st[_HANDOFF]:
+                n = st[_N] - 1
+                self._events(n, n - _COARSE_DELAY, st[_V])
         return self._q_len
 
     def pop(self, out):
@@ -162,138 +357,76 @@ class GaitDetector:
 
     # --- per sample -----------------------------------------------------------------------
 
-    def _sample(self, jz, az, w):
-        n = self._n
-        sums = self._sums
-        if n == 0:
-            self._prime(jz, az, w)
-        # Lightly smoothed vertical-minus-AP acceleration, its difference d and second difference dd.
-        ring = self._fine
-        pos = self._fine_pos
-        x = jz
-        s = 0
-        while s < 2:
-            k = s * _FINE_W + pos
-            sums[s] += x - ring[k]
-            ring[k] = x
-            x = sums[s]
-            s += 1
-        self._fine_pos = pos + 1 if pos < _FINE_W - 1 else 0
-        fh = self._f_hist
-        d = x - fh[1]
-        fh[1] = fh[0]
-        fh[0] = x
-        dh = self._d_hist
-        if n < 2:
-            d = 0
-        dd = d - dh[1]
-        dh[1] = dh[0]
-        dh[0] = d
-        if n < 2:
-            dd = 0
-        self._d_ring[(n - _FINE_DELAY) & _MASK] = d
-        self._dd_ring[(n - _DD_DELAY) & _MASK] = dd
-        # Side evidence: smoothed yaw + roll rate (gz + gx) minus its running mean.
-        ring = self._lat
-        pos = self._lat_pos
-        x = w
-        s = 0
-        while s < 3:
-            k = s * _LAT_W + pos
-            sums[5 + s] += x - ring[k]
-            ring[k] = x
-            x = sums[5 + s]
-            s += 1
-        self._lat_pos = pos + 1 if pos < _LAT_W - 1 else 0
-        self._lat_base += (x - self._lat_base) >> _LAT_BASE_SHIFT
-        self._lat_ring[(n - _LAT_DELAY) & _MASK] = x - self._lat_base
-        # Step lobes: strongly smoothed vertical acceleration minus its running mean.
-        ring = self._coarse
-        pos = self._coarse_pos
-        x = az
-        s = 0
-        while s < 3:
-            k = s * _COARSE_W + pos
-            sums[2 + s] += x - ring[k]
-            ring[k] = x
-            x = sums[2 + s]
-            s += 1
-        self._coarse_pos = pos + 1 if pos < _COARSE_W - 1 else 0
-        self._base += (x - self._base) >> _BASE_SHIFT
-        v = x - self._base
-        self._n = n + 1
-        if n >= _COARSE_DELAY:
-            self._events(n, n - _COARSE_DELAY, v)
-
     def _prime(self, jz, az, w):
         # Start every moving sum as if the first sample had always been there (no start-up step).
-        sums = self._sums
+        st = self._st
         x = jz
         s = 0
         while s < 2:
             k = 0
             while k < _FINE_W:
-                self._fine[s * _FINE_W + k] = x
+                st[_FINE + s * _FINE_W + k] = x
                 k += 1
             x = x * _FINE_W
-            sums[s] = x
+            st[_SUMS + s] = x
             s += 1
-        self._f_hist[0] = x
-        self._f_hist[1] = x
+        st[_FH] = x
+        st[_FH + 1] = x
         x = az
         s = 0
         while s < 3:
             k = 0
             while k < _COARSE_W:
-                self._coarse[s * _COARSE_W + k] = x
+                st[_COARSE + s * _COARSE_W + k] = x
                 k += 1
             x = x * _COARSE_W
-            sums[2 + s] = x
+            st[_SUMS + 2 + s] = x
             s += 1
-        self._base = x
+        st[_BASE] = x
         x = w
         s = 0
         while s < 3:
             k = 0
             while k < _LAT_W:
-                self._lat[s * _LAT_W + k] = x
+                st[_LAT + s * _LAT_W + k] = x
                 k += 1
             x = x * _LAT_W
-            sums[5 + s] = x
+            st[_SUMS + 5 + s] = x
             s += 1
-        self._lat_base = x
+        st[_LAT_BASE] = x
 
     def _events(self, n, t, v):
         # n: current sample; t: the sample the coarse value v describes.
-        fc_ic = self._fc_ic
+        st = self._st
+        fc_ic = st[_FC_IC]
         if fc_ic >= 0 and n - _DD_DELAY >= fc_ic + _FC_TO:
             self._emit_fc(fc_ic, fc_ic + _FC_TO)
-            self._fc_ic = -1
-        if self.walking and t - self._last_ic > _END_GAP:
-            self.walking = False
-        if self._pending >= 0 and t - self._pending > _MAX_STEP:
-            self._pending = -1
-        if v > _LOBE_ENTER or (self._in_lobe and v > 0):
-            if not self._in_lobe:
-                self._in_lobe = True
-                self._lobe_peak_v = v
-                self._lobe_peak_t = t
-                self._lobe_len = 0
-            self._lobe_len += 1
-            if v > self._lobe_peak_v:
-                self._lobe_peak_v = v
-                self._lobe_peak_t = t
+            st[_FC_IC] = -1
+        if st[_WALKING] and t - st[_LAST_IC] > _END_GAP:
+            st[_WALKING] = 0
+        if st[_PENDING] >= 0 and t - st[_PENDING] > _MAX_STEP:
+            st[_PENDING] = -1
+        if v > _LOBE_ENTER or (st[_IN_LOBE] and v > 0):
+            if not st[_IN_LOBE]:
+                st[_IN_LOBE] = 1
+                st[_PEAK_V] = v
+                st[_PEAK_T] = t
+                st[_LOBE_LEN] = 0
+            st[_LOBE_LEN] += 1
+            if v > st[_PEAK_V]:
+                st[_PEAK_V] = v
+                st[_PEAK_T] = t
             return
-        if not self._in_lobe:
+        if not st[_IN_LOBE]:
             return
-        self._in_lobe = False
-        if self._lobe_peak_v < _STEP_THR or self._lobe_len > _MAX_LOBE:
+        st[_IN_LOBE] = 0
+        if st[_PEAK_V] < _STEP_THR or st[_LOBE_LEN] > _MAX_LOBE:
             return
         # IC: the largest d in the window before the lobe's peak (first one on ties).
-        lo = self._lobe_peak_t - _IC_BEFORE_PEAK
+        lo = st[_PEAK_T] - _IC_BEFORE_PEAK
         if lo < 0:
             lo = 0
-        hi = self._lobe_peak_t + _IC_AFTER_PEAK
+        hi = st[_PEAK_T] + _IC_AFTER_PEAK
         ring = self._d_ring
         ic = lo
         best = ring[lo & _MASK]
@@ -303,35 +436,36 @@ class GaitDetector:
                 best = ring[k & _MASK]
                 ic = k
             k += 1
-        last = self._last_ic if self._last_ic > self._pending else self._pending
+        pending = st[_PENDING]
+        last = st[_LAST_IC] if st[_LAST_IC] > pending else pending
         if ic - last < _MIN_STEP:
             return
-        if self.walking:
-            if self._fc_ic >= 0:
-                self._emit_fc(self._fc_ic, ic - 1)
+        if st[_WALKING]:
+            if st[_FC_IC] >= 0:
+                self._emit_fc(st[_FC_IC], ic - 1)
             ev = self._evidence(ic)
             own = ev if self._parity == 0 else -ev
             self._add_vote(own)
             self._emit_ic(ic, self._side_of(own))
             self._parity ^= 1
-            self._last_ic = ic
-            self._fc_ic = ic
-        elif self._pending >= 0 and ic - self._pending <= _MAX_STEP:
+            st[_LAST_IC] = ic
+            st[_FC_IC] = ic
+        elif pending >= 0 and ic - pending <= _MAX_STEP:
             # A new bout: both held steps vote before either side is decided.
-            self.walking = True
+            st[_WALKING] = 1
             own = -self._evidence(ic)
             self._vote = self._pending_vote
             self._add_vote(own)
             self._parity = 0
             first = self._side_of(own)
-            self._emit_ic(self._pending, first)
-            self._emit_fc(self._pending, ic - 1)
+            self._emit_ic(pending, first)
+            self._emit_fc(pending, ic - 1)
             self._emit_ic(ic, 1 - first)
-            self._last_ic = ic
-            self._fc_ic = ic
-            self._pending = -1
+            st[_LAST_IC] = ic
+            st[_FC_IC] = ic
+            st[_PENDING] = -1
         else:
-            self._pending = ic
+            st[_PENDING] = ic
             self._pending_vote = self._evidence(ic)
 
     def _evidence(self, ic):
@@ -351,7 +485,7 @@ class GaitDetector:
         return RIGHT if (v > 0) == (self._parity == 0) else LEFT
 
     def _emit_fc(self, ic, limit):
-        self._fc_ic = -1
+        self._st[_FC_IC] = -1
         hi = ic + _FC_TO
         if limit < hi:
             hi = limit

@@ -3,6 +3,7 @@
 # Nothing here allocates per sample or per frame; every frame that cannot be kept is counted.
 from array import array
 
+import micropython
 from micropython import const
 
 from hipwire import frames as wire
@@ -10,6 +11,28 @@ from hipwire import rawcodec
 
 SLOT_BYTES = const(256)  # frames are capped at min(ATT payload, SLOT_BYTES)
 _RING_SAMPLES = const(256)
+
+
+_B29 = const(1 << 29)
+_M30 = const((1 << 30) - 1)
+
+
+@micropython.viper
+def _copy_shifted(dst: ptr32, d0: int, src: ptr32, s0: int, n: int, shift: int):
+    """dst[d0 + i] = src[s0 + i] >> shift for i < n, in order (so d0 < s0 may overlap).
+    Viper: the sample paths copy every value through here instead of a bytecode loop. shift 0
+    copies whole 32-bit words. A ptr32 load is not sign-extended on a 64-bit build, so a shifted
+    value is first sign-extended from 30 bits: shift > 0 is for AFE codes (24-bit)."""
+    i = 0
+    if shift == 0:
+        while i < n:
+            dst[d0 + i] = src[s0 + i]
+            i += 1
+        return
+    while i < n:
+        v = ((src[s0 + i] + _B29) & _M30) - _B29
+        dst[d0 + i] = v >> shift
+        i += 1
 
 
 class _BatchRing:
@@ -27,11 +50,7 @@ class _BatchRing:
 
     def drop_front(self, n):
         ch = self.n_channels
-        values = self.values
-        keep = (self.count - n) * ch
-        src = n * ch
-        for i in range(keep):
-            values[i] = values[src + i]
+        _copy_shifted(self.values, 0, self.values, n * ch, (self.count - n) * ch, 0)
         self.count -= n
         self.clock += n * self.period
 
@@ -68,13 +87,16 @@ class Streamer:
         """Raw EMG codes (research mode); sent losslessly at rawcodec.RAW_SHIFT fewer bits."""
         self._add(self.raw, wire.RAW_EMG, codes, start, n, clock_first, max_len)
 
+    @micropython.native
     def _add(self, ring, ftype, src, start, n, clock_first, max_len):
-        if ring.count and clock_first != ring.next_clock():
+        if ring.count and clock_first != ring.clock + ring.count * ring.period:
             self._flush_ring(ring, ftype, max_len, 1)  # a gap: frames carry contiguous samples only
         if ring.count == 0:
             ring.clock = clock_first
         ch = ring.n_channels
-        for k in range(n):
+        shift = rawcodec.RAW_SHIFT if ftype == wire.RAW_EMG else 0
+        k = 0
+        while k < n:
             if ring.count == _RING_SAMPLES:
                 self._flush_ring(ring, ftype, max_len, 1)
                 if ring.count == _RING_SAMPLES:  # nothing could be framed (max_len too small)
@@ -84,15 +106,13 @@ class Streamer:
                     return
                 if ring.count == 0:
                     ring.clock = clock_first + k * ring.period
-            base = ring.count * ch
-            s = start + k * ch
-            if ftype == wire.RAW_EMG:
-                for c in range(ch):
-                    ring.values[base + c] = src[s + c] >> rawcodec.RAW_SHIFT
-            else:
-                for c in range(ch):
-                    ring.values[base + c] = src[s + c]
-            ring.count += 1
+            # as many samples as the ring has room for, in one copy
+            take = _RING_SAMPLES - ring.count
+            if take > n - k:
+                take = n - k
+            _copy_shifted(ring.values, ring.count * ch, src, start + k * ch, take * ch, shift)
+            ring.count += take
+            k += take
         self._flush_ring(ring, ftype, max_len, self.batch_samples)
 
     def add_event(self, clock, kind, side, stride):
