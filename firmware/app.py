@@ -194,16 +194,22 @@ class App:
     def process_once(self):
         """Drain both captures and run the DSP on what they held. Allocates nothing."""
         max_len = self._max_frame()
+        # drain again only when a block came back full (or ended at a gap): another drain that
+        # returns nothing still costs bus transactions on the IMU
         while True:
             n = self.emg.drain(self.codes, self.leadoff, _EMG_BLOCK)
             if n == 0:
                 break
             self._emg_block(n, self.emg.clock_first, max_len)
+            if self.emg.available() == 0:
+                break
         while True:
             n = self.imu_cap.drain(self.imu_block, _IMU_BLOCK)
             if n == 0:
                 break
             self._imu_block(n, self.imu_cap.clock_first, max_len)
+            if n < _IMU_BLOCK and not self.imu_cap.pending_after_gap():
+                break
 
     def _emg_block(self, n, clock, max_len):
         if self.emg_next >= 0 and clock != self.emg_next:

@@ -125,6 +125,10 @@ class ImuCapture:
         return steps
 
     @micropython.native
+    def pending_after_gap(self):
+        """True when a sample after a gap is held back for the next drain()."""
+        return self._have_stash
+
     def drain(self, out, max_samples):
         """Read up to max_samples gap-free samples into out (6 per sample); returns n."""
         drv = self.driver
