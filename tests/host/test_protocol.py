@@ -308,3 +308,11 @@ def test_clock_map_fits_drift():
         cm.add(dev_ticks, host)
     assert abs(cm.drift_ppm - 40) < 5
     assert abs(cm.host_time(250_000) - (1000.0 + 250 * (1 + 40e-6) + 0.01)) < 0.005
+
+
+def test_batch_values_outside_the_device_range_are_malformed():
+    buf = bytearray(f.MAX_FRAME)
+    # a valid CRC around a start value the device cannot produce (2**31 - 1)
+    n = f.encode_batch(buf, 244, f.ENVELOPE, 1, 0, 10, array("i", [0x7FFFFFFF, 0, 0, 0]), 0, 1, 4)
+    with pytest.raises(ProtocolError, match="outside the format's range"):
+        decode(bytes(buf[:n]))

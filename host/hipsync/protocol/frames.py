@@ -111,6 +111,7 @@ _FrameError = wire.FrameError
 _DELTA_CODES = (None, "b", "h", "i")  # by wire width code WIDTH_I8..WIDTH_I32
 _DELTA_BYTES = (0, 1, 2, 4)
 _delta_structs: dict[tuple[int, int], struct.Struct] = {}
+_VALUE_LIMIT = 1 << 30  # batch values are device small ints: |v| < 2**30 (hipwire.frames)
 
 
 def _delta_struct(count: int, width: int) -> struct.Struct:
@@ -156,6 +157,8 @@ def _decode_batch(frame) -> tuple[int, tuple[tuple[int, ...], ...]]:
                 if not b & 0x80:
                     break
         first = (u >> 1) ^ -(u & 1)
+        if not -_VALUE_LIMIT < first < _VALUE_LIMIT:
+            raise _FrameError(f"batch value {first} in channel {c} outside the format's range")
         if count == 0:
             append((first,))
             continue
@@ -172,7 +175,11 @@ def _decode_batch(frame) -> tuple[int, tuple[tuple[int, ...], ...]]:
         if off + size > end:
             raise _FrameError(f"batch truncated in channel {c} deltas")
         deltas = structs.get((count, width)) or _delta_struct(count, width)
-        append(tuple(accumulate(deltas.unpack_from(frame, off), initial=first)))
+        values = tuple(accumulate(deltas.unpack_from(frame, off), initial=first))
+        if width == 3 and not -_VALUE_LIMIT < min(values) <= max(values) < _VALUE_LIMIT:
+            # 8- and 16-bit deltas over <= 255 samples cannot leave the range from a valid start
+            raise _FrameError(f"batch values in channel {c} outside the format's range")
+        append(values)
         off += size
     if off != end:
         raise _FrameError(f"{end - off} unexpected bytes after batch")
