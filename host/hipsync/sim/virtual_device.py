@@ -44,6 +44,18 @@ def micropython_path(*extra: os.PathLike) -> str:
                                             ".frozen"))
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the host process dies, so a killed test or
+    benchmark leaves no virtual device behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends it
+
+
 def micropython_binary() -> str:
     here = Path(sys.executable).parent / "micropython"
     if here.exists():
@@ -97,7 +109,7 @@ class VirtualDevice:
         self.proc = subprocess.Popen(
             [micropython_binary(), "-X", f"heapsize={self._heap}", str(ENTRY)], env=env,
             cwd=str(self.fs_dir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-stdout", daemon=True)
         self._reader.start()
         return self
