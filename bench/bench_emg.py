@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 
 import emg_reference as R  # noqa: E402
+
 import micropython_port  # noqa: E402
 
 FS = R.FS_HZ

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+
 from hipwire import feed as fmt
 from hipwire import units
 

@@ -78,9 +78,10 @@ class Recording:
         return slice(int(round(seg.t_start_s * units.IMU_RATE_HZ)), int(round(seg.t_end_s * units.IMU_RATE_HZ)))
 
     # --- what the chips see ---
-    def to_sensor_counts(self, mounting=np.eye(3, dtype=int)) -> chips.SensorCounts:
-        """AFE codes (int32) and IMU counts (int16) in the sensor frame; body = mounting @ sensor."""
-        m = chips.check_mounting(mounting)
+    def to_sensor_counts(self, mounting=None) -> chips.SensorCounts:
+        """AFE codes (int32) and IMU counts (int16) in the sensor frame; body = mounting @ sensor
+        (identity when None)."""
+        m = chips.check_mounting(np.eye(3, dtype=int) if mounting is None else mounting)
         acc, gyr = chips.imu_counts(self.acc_g, self.gyr_dps, m)
         return chips.SensorCounts(
             afe_codes=chips.afe_codes(self.emg_uv, self.electrode_offset_uv),
