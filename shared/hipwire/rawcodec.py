@@ -28,7 +28,7 @@
 # Decoder (host and device): plain Python, validates everything it reads (FrameError).
 from array import array
 
-from hipwire.compat import const
+from hipwire.compat import const, micropython, ptr8, ptr32
 from hipwire.frames import (
     CRC_SIZE,
     HEADER_SIZE,
@@ -36,22 +36,11 @@ from hipwire.frames import (
     MAX_FRAME,
     RAW_EMG,
     FrameError,
-    crc16,
+    crc16_fast,
     pack_header,
     read_zigzag,
     seal,
 )
-
-try:
-    import micropython
-except ImportError:  # CPython: the viper kernels below run as plain Python, same results
-
-    class micropython:  # noqa: N801 - stands in for the MicroPython module of that name
-        @staticmethod
-        def viper(f):
-            return f
-
-    ptr8 = ptr16 = ptr32 = None  # names used only in the kernels' annotations
 
 # ADS1294R at gain 12: 1 code = 3125/2**17 uV = 0.0238 uV. Raw samples keep codes >> RAW_SHIFT:
 # LSB 4 codes = 0.095 uV. The datasheet gives 4 uVpp input noise (150 Hz band, gain 6) with
@@ -362,26 +351,6 @@ def _write(buf: ptr8, off: int, s: ptr32, base: int, step: int, n: int, param: i
         buf[off] = (acc << (8 - nacc)) & 255
         off += 1
     return off
-
-
-# CRC-16 of frames.crc16 (its table, read back through it) as a viper loop: the bytecode version
-# costs about as much as the whole compressor on a 244-byte frame.
-_CRC_TABLE = array("H", [crc16(bytes((b,)), 1, 0) for b in range(256)])
-
-
-@micropython.viper
-def _crc16_kernel(buf: ptr8, n: int, table: ptr16) -> int:
-    crc = 0xFFFF
-    i = 0
-    while i < n:
-        crc = ((crc << 8) & 0xFF00) ^ table[((crc >> 8) ^ buf[i]) & 0xFF]
-        i += 1
-    return crc
-
-
-def crc16_fast(buf, length):
-    """frames.crc16(buf, length), faster on the device."""
-    return _crc16_kernel(buf, length, _CRC_TABLE)
 
 
 def _optimise(samples, start, n_channels, n, keep):
