@@ -43,7 +43,9 @@ WIDTH_I16 = const(2)
 WIDTH_I32 = const(3)
 MAX_BATCH_SAMPLES = const(255)
 MAX_CHANNELS = const(8)
-# Values must satisfy |v| < 2**30 (small ints on the ESP32), so every delta fits in 32 bits.
+# Values must satisfy |v| < 2**30 (small ints on the ESP32), so every delta fits in 32 bits;
+# decoders refuse frames with values outside that range.
+VALUE_LIMIT = const(1 << 30)
 
 # --- EVENT payload
 EVENT_FORMAT = "<BBH"  # kind, side, stride index
@@ -104,17 +106,8 @@ def _make_crc_table():
 _CRC_TABLE = array("H", _make_crc_table())
 
 
-def crc16(buf, length, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE of buf[0:length]; allocation-free (small ints only)."""
-    table = _CRC_TABLE
-    for i in range(length):
-        crc = ((crc << 8) & 0xFF00) ^ table[((crc >> 8) ^ buf[i]) & 0xFF]
-    return crc
-
-
 @micropython.viper
-def _crc16_kernel(buf: ptr8, n: int, table: ptr16) -> int:
-    crc = 0xFFFF
+def _crc16_kernel(buf: ptr8, n: int, table: ptr16, crc: int) -> int:
     i = 0
     while i < n:
         crc = ((crc << 8) & 0xFF00) ^ table[((crc >> 8) ^ buf[i]) & 0xFF]
@@ -122,11 +115,14 @@ def _crc16_kernel(buf: ptr8, n: int, table: ptr16) -> int:
     return crc
 
 
-def crc16_fast(buf, length):
-    """crc16(buf, length) of a bytes-like buf (bytes, bytearray, memoryview) as a viper loop: in
+def crc16(buf, length, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of buf[0:length] (bytes, bytearray or memoryview). A viper loop: in
     bytecode the CRC of a 200-byte frame costs several times the rest of encode_batch (or of the
-    raw compressor) on the device."""
-    return _crc16_kernel(buf, length, _CRC_TABLE)
+    raw compressor) on the device. Allocation-free."""
+    return _crc16_kernel(buf, length, _CRC_TABLE, crc)
+
+
+crc16_fast = crc16  # the name rawcodec and its callers use
 
 
 # ---------------------------------------------------------------- encoding (firmware side)
@@ -425,6 +421,8 @@ def decode_batch(frame, cumulate=_cumulate):
     channels = []
     for c in range(n_channels):
         first, off = read_zigzag(frame, off, end, 35, "batch channel %d start value" % c)
+        if not -VALUE_LIMIT < first < VALUE_LIMIT:
+            raise FrameError("batch value %d in channel %d outside the format's range" % (first, c))
         if n == 1:
             channels.append([first])
             continue
@@ -443,7 +441,11 @@ def decode_batch(frame, cumulate=_cumulate):
             raise FrameError("batch truncated in channel %d deltas" % c)
         deltas = struct.unpack_from("<%d%s" % (count, "bhi"[width - 1]), frame, off)
         off += count * nbytes
-        channels.append(cumulate(deltas, first))
+        values = cumulate(deltas, first)
+        if width == WIDTH_I32 and not -VALUE_LIMIT < min(values) <= max(values) < VALUE_LIMIT:
+            # 8- and 16-bit deltas over <= 255 samples cannot leave the range from a valid start
+            raise FrameError("batch values in channel %d outside the format's range" % c)
+        channels.append(values)
     if off != end:
         raise FrameError("%d unexpected bytes after batch" % (end - off))
     return period, channels

@@ -111,7 +111,7 @@ _FrameError = wire.FrameError
 _DELTA_CODES = (None, "b", "h", "i")  # by wire width code WIDTH_I8..WIDTH_I32
 _DELTA_BYTES = (0, 1, 2, 4)
 _delta_structs: dict[tuple[int, int], struct.Struct] = {}
-_VALUE_LIMIT = 1 << 30  # batch values are device small ints: |v| < 2**30 (hipwire.frames)
+_VALUE_LIMIT = wire.VALUE_LIMIT
 
 
 def _delta_struct(count: int, width: int) -> struct.Struct:
