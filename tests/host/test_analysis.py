@@ -254,3 +254,11 @@ def test_task_names_from_the_simulator_protocol_are_understood():
     assert a.calibration.standing_deg[0] == pytest.approx(syn.STANDING_DEG[0], abs=0.05)
     step = next(t for t in a.tasks if t["name"] == "step_down_L")
     assert step["side"] == "left" and set(step["channels_pct_mvc"]) == {"l_gmed", "r_gmed", "l_es", "r_es"}
+
+
+def test_sign_test_threshold_works_for_an_hour_of_strides():
+    from hipsync.analysis import rules
+
+    need = rules.min_count_for_flag(3000)
+    assert need is not None and 1500 < need < 1600  # a majority just above half, as n grows
+    assert rules.consistent(need, 3000) and not rules.consistent(need - 1, 3000)

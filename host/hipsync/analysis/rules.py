@@ -6,6 +6,7 @@ weak. The report prints these rules next to the flags."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -110,16 +111,20 @@ RULE_TEXT = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def min_count_for_flag(n: int) -> int | None:
     """Smallest number of n strides showing a pattern that raises its flag: more than half, and a
     one-sided exact sign test below SIGN_TEST_ALPHA. None when n is too small for any count."""
     if n < MIN_STRIDES_FOR_FLAGS:
         return None
-    tail = 0.0  # P(X >= k) for X ~ Binomial(n, 0.5), summed from k = n downwards
+    # P(X >= k) for X ~ Binomial(n, 0.5), summed from k = n downwards in exact integers (2.0**n
+    # overflows a float beyond about 1000 strides: an hour of walking)
+    ways = 0
+    total = 1 << n
     best = None
     for k in range(n, -1, -1):
-        tail += math.comb(n, k) / 2.0 ** n
-        if tail >= SIGN_TEST_ALPHA or not k > MAJORITY_FRACTION * n:
+        ways += math.comb(n, k)
+        if ways / total >= SIGN_TEST_ALPHA or not k > MAJORITY_FRACTION * n:
             break
         best = k
     return best
