@@ -38,6 +38,9 @@ _PERIOD_MS = const(10)
 _TASKS = const(5)
 _WDT_TIMEOUT_MS = const(8000)
 _STALE_BEATS_MS = const(4000)
+# Small ints end at 2**30 on the ESP32 (12.4 days of sample clock); a larger clock would be a heap
+# object, which the locked sample path refuses. Rewind, while idle, after 2**29 ticks (6.2 days).
+_CLOCK_REWIND_TICKS = const(1 << 29)
 
 
 def _log(msg):
@@ -106,6 +109,7 @@ class App:
         self.battery_mv = 0
         self.battery_pct = 0
         self.warm = False  # the sample path runs heap-locked once every stage has seen data
+        self.clock_rewinds = 0
 
     # ------------------------------------------------------------------ start / stop
     def start(self):
@@ -383,12 +387,38 @@ class App:
     async def _status(self, me):
         while True:
             self.beats[me] += 1
+            self.rewind_clock_if_idle()
             clock = self.emg.clock_now()
             if clock >= self.next_status:
                 self.next_status = clock + _STATUS_TICKS
                 self._fill_status()
                 self.streamer.send_status(clock, self._max_frame())
             await asyncio.sleep_ms(_PERIOD_MS * 10)
+
+    def rewind_clock_if_idle(self):
+        """Start the sample clock again at 0 once it passed _CLOCK_REWIND_TICKS, when nothing is
+        streamed or recorded (nobody holds its timestamps then; a home recording lasts hours, the
+        battery a day). The TIME_SYNC anchor moves with it. Returns True when it rewound."""
+        clock = self.emg.clock_now()
+        if clock < _CLOCK_REWIND_TICKS or self.streamer.live:
+            return False
+        if self.sessions is not None and self.sessions.recording():
+            return False
+        if self.time_anchor is not None:  # ticks are milliseconds
+            host_ms, at = self.time_anchor
+            self.time_anchor = (host_ms + clock - at, 0)
+            if self.sessions is not None:
+                self.sessions.set_time_anchor(self.time_anchor[0], 0)
+        self.emg.start()  # resets the DRDY counter: the clock counts from 0 again
+        self.imu_cap.start()
+        self.envelope.reset()
+        self.emg_in = 0
+        self.emg_next = -1
+        self.gait = GaitDetector()
+        self.next_status = 0
+        self.warm = False
+        self.clock_rewinds += 1
+        return True
 
     def _measure_battery(self):
         mv = self.board.battery_uv() // 1000

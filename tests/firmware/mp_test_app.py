@@ -290,3 +290,35 @@ def _remove_tree(path):
         else:
             os.remove(full)
     os.rmdir(path)
+
+
+def test_the_sample_clock_rewinds_while_idle_before_it_leaves_the_small_int_range():
+    clock, a = _app()
+    for _ in range(20):
+        clock.advance(10)
+        a.step()
+    assert not a.rewind_clock_if_idle()  # far from the limit
+    a.board.drdy_counter.value(1 << 29)  # six days later
+    clock.advance(10)
+    a.step()
+    assert a.emg.clock_now() >= 1 << 29
+    _, (synced_at,) = a._cmd_time_sync((1763700000000,), 1)
+    a.streamer.live = True
+    assert not a.rewind_clock_if_idle()  # never under a host's feet
+    a.streamer.live = False
+    before = a.emg.clock_now()
+    assert a.rewind_clock_if_idle()
+    assert a.emg.clock_now() < 10 and a.clock_rewinds == 1
+    # the wall-clock anchor moved with the clock: the rewind instant is clock 0 now
+    assert a.time_anchor == (1763700000000 + before - synced_at, 0)
+    got = []
+    a.streamer.record = lambda buf, n: got.append(bytes(buf[:n]))  # allocates: not step()
+    for _ in range(100):
+        clock.advance(10)
+        a.process_once()
+    a.streamer.flush(244)
+    clocks = [wire.check(f)[3] for f in got if f[0] == wire.ENVELOPE]
+    # samples buffered before the rewind go out first, with their own clocks; then from clock 0
+    assert len(clocks) >= 2 and clocks[0] >= 1 << 29
+    assert all(c < 2000 for c in clocks[1:])
+    assert a.emg.lost_samples == 0, (a.emg.lost_samples, a.emg.missed, a.emg.overruns)
