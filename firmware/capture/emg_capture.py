@@ -52,18 +52,21 @@ class EmgCapture:
         self._frame = bytearray(FRAME_BYTES)
         # head/tail run over [0, 2 * cap) so that full and empty differ; the IRQ handler writes
         # only head, drain() writes only tail, so no lock is needed between them.
+        self._handler = self._on_drdy  # bound once: arming the IRQ must not allocate later
+        self.clock_first = 0
+        self._reset_counts()
+        self.running = False
+
+    def _reset_counts(self):
         self._head = 0
         self._tail = 0
         self._last_count = 0
-        self._handler = self._on_drdy  # bound once: arming the IRQ must not allocate later
-        self.clock_first = 0
         self.missed = 0
         self.overruns = 0
         self.delivered = 0
         self.duplicate_irqs = 0
         self.torn_reads = 0
         self.bad_frames = 0
-        self.running = False
 
     @property
     def lost_samples(self):
@@ -77,16 +80,8 @@ class EmgCapture:
         return self._counter.value() - 1
 
     def start(self):
-        self._head = 0
-        self._tail = 0
-        self.missed = 0
-        self.overruns = 0
-        self.delivered = 0
-        self.duplicate_irqs = 0
-        self.torn_reads = 0
-        self.bad_frames = 0
+        self._reset_counts()
         self._counter.value(0)
-        self._last_count = 0
         trig = getattr(type(self._drdy), "IRQ_FALLING", _IRQ_FALLING)
         self._drdy.irq(handler=self._handler, trigger=trig)
         self.running = True

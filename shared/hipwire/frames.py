@@ -378,6 +378,18 @@ def check(frame):
     return ftype, version, seq, clock
 
 
+def read_sample_prefix(frame, end, what):
+    """The 2-byte prefix of batch and raw frames: (n_samples, n_channels, period_ticks)."""
+    off = HEADER_SIZE
+    if end - off < BATCH_PREFIX:
+        raise FrameError("%s payload too short" % what)
+    n = frame[off]
+    period = frame[off + 1] & 0x1F
+    if n == 0 or period == 0:
+        raise FrameError("%s header invalid: n=%d period=%d" % (what, n, period))
+    return n, (frame[off + 1] >> 5) + 1, period
+
+
 def read_zigzag(frame, off, end, max_shift, what):
     """Decode a zigzag LEB128 varint at frame[off]; return (value, offset after it)."""
     u = 0
@@ -409,15 +421,8 @@ def decode_batch(frame, cumulate=_cumulate):
 
     cumulate(deltas, first) -> list lets the host pass a C-speed running sum."""
     end = len(frame) - CRC_SIZE
-    off = HEADER_SIZE
-    if end - off < BATCH_PREFIX:
-        raise FrameError("batch payload too short")
-    n = frame[off]
-    n_channels = (frame[off + 1] >> 5) + 1
-    period = frame[off + 1] & 0x1F
-    if n == 0 or period == 0:
-        raise FrameError("batch header invalid: n=%d period=%d" % (n, period))
-    off += BATCH_PREFIX
+    n, n_channels, period = read_sample_prefix(frame, end, "batch")
+    off = HEADER_SIZE + BATCH_PREFIX
     channels = []
     for c in range(n_channels):
         first, off = read_zigzag(frame, off, end, 35, "batch channel %d start value" % c)

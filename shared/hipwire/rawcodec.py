@@ -38,6 +38,7 @@ from hipwire.frames import (
     FrameError,
     crc16_fast,
     pack_header,
+    read_sample_prefix,
     read_zigzag,
     seal,
 )
@@ -424,15 +425,8 @@ def decode(frame):
     """Payload of a RAW_EMG frame -> (period_ticks, [channel lists of raw samples]).
     Assumes frames.check() passed (length, CRC, version); raises FrameError for anything else."""
     end = len(frame) - CRC_SIZE
-    off = HEADER_SIZE
-    if end - off < RAW_PREFIX:
-        raise FrameError("raw payload too short")
-    n = frame[off]
-    n_channels = (frame[off + 1] >> 5) + 1
-    period = frame[off + 1] & 0x1F
-    if n == 0 or period == 0:
-        raise FrameError("raw header invalid: n=%d period=%d" % (n, period))
-    off += RAW_PREFIX
+    n, n_channels, period = read_sample_prefix(frame, end, "raw")  # same layout as batches
+    off = HEADER_SIZE + RAW_PREFIX
     channels = []
     for c in range(n_channels):
         if off >= end:
