@@ -3,7 +3,7 @@ through the real ADS1294R driver and DRDY capture from the fake chip, the IMU at
 real ICM-42688-P driver and FIFO capture, envelopes, signal quality, pelvis angles, gait events,
 framing and the STATUS frame, built as firmware/app.py main() builds it. The fake chips replay 70 s of
 a simulated walk (host/hipsync/sim), so the gait detector finds real strides. 60 s of device time are
-measured after a 3 s warm-up, in 10 ms steps (the app's processing period).
+measured after a 3 s warm-up, in 50 ms steps (the app's processing period).
 
 firmware_rtf: device time / CPU time of the loop (fake chips + app). CPU time, not wall time, so
   that other load on a shared machine does not count: the process's CPU time (os.wait4) for 60 s of
@@ -121,7 +121,7 @@ def main() -> None:
     print(f"BENCH firmware_rtf_device_code {1 / device_code_s:.1f} x")
     # heap bytes the steady-state sample path takes (it runs heap-locked: any would raise)
     print(f"BENCH firmware_alloc_bytes_per_s {probe['HEAP_GROWN'][0] / device_s:.0f} B/s")
-    # what micropython.mem_total() counts in a 10 ms period: call frames MicroPython tries on the
+    # what micropython.mem_total() counts in a processing period: call frames MicroPython tries on the
     # heap first (kept on the C stack while the heap is locked), plus the once-a-second status path
     print(f"BENCH firmware_transient_alloc_attempt_bytes_per_s {alloc / device_s:.0f} B/s")
     print(f"BENCH firmware_unfreed_alloc_bytes_per_s {probe['UNFREED'][0] / device_s:.0f} B/s")

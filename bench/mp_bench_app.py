@@ -5,8 +5,9 @@
 #
 #   micropython -X heapsize=512k bench/mp_bench_app.py FEED SECONDS [clean|fakebus]
 #
-# Every 10 ms of device time (the app's processing period) the fake chips run (clock.advance), then
-# app_step() does what the app's processing, radio and status tasks do in that period. Printed:
+# Every 50 ms of device time (the app's processing period) the fake chips run (clock.advance), then
+# app_step() does what the app's processing, radio (every 10 ms) and status tasks do in that
+# period. Printed:
 #   HEAP_ALLOC   gc.mem_alloc() after the app is built and started and gc.collect() ran
 #   HEAP_FAKES   part of it held by the fake chips, their feed buffers, the unix board's clock and
 #                its fake radio module (everything imported before the firmware's own modules)
@@ -48,8 +49,9 @@ import hardware_clock  # noqa: E402
 _FEED = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else None
 _SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 60
 _MODE = sys.argv[3] if len(sys.argv) > 3 else "clean"
-_STEP_MS = 10  # the app's processing period (app._PERIOD_MS)
-_WARMUP_STEPS = 300
+_STEP_MS = 50  # the app's processing block: app._BLOCK_SAMPLES EMG samples at 1 kHz
+_WARMUP_STEPS = 60
+_RADIO_ROUNDS = _STEP_MS // 10  # the radio task's period is 10 ms (app._PERIOD_MS)
 
 clock = hardware_clock.install(_FEED)
 gc.collect()
@@ -96,8 +98,8 @@ _HEAP = _MODE == "fakebus"
 
 
 def app_step():
-    """One 10 ms period of the app's processing, radio and status tasks (the radio hands each
-    frame to the BLE server; offline the frame is taken off the queue instead)."""
+    """One 50 ms period of the app's processing, radio and status tasks (the radio, every 10 ms,
+    hands each frame to the BLE server; offline the frame is taken off the queue instead)."""
     global frames, grown, chain_us
     if _HEAP:
         g0 = gc.mem_alloc()
@@ -112,15 +114,17 @@ def app_step():
         a.next_status = now + 1000
         a._fill_status()
         streamer.send_status(now, 244)
-    while True:
-        i = streamer.peek()
-        if i < 0:
-            break
-        t = streamer.slots[i][0]
-        if t < 8:
-            by_type[t] = (by_type[t] + 1) & 0xFF
-        streamer.pop()
-        frames += 1
+    for _ in range(_RADIO_ROUNDS):
+        a.emg.available()  # the processing task's wait for a full block, every 10 ms
+        while True:
+            i = streamer.peek()
+            if i < 0:
+                break
+            t = streamer.slots[i][0]
+            if t < 8:
+                by_type[t] = (by_type[t] + 1) & 0xFF
+            streamer.pop()
+            frames += 1
     chain_us += ticks_diff(t1, t0) + ticks_diff(ticks_us(), t2)
 
 

@@ -187,6 +187,55 @@ def _run_for(a, clock, ms, watchdog=True):
     asyncio.run(main())
 
 
+def _block_sizes(speed, ms, stalled_afe=False):
+    """Run the app's tasks with the chips at `speed` x real time; EMG samples per processing step."""
+    import asyncio
+
+    clock = hardware_clock.install(None)
+    a = app_module.App(hw.build(), bluetooth.BLE(), b"\x01\x02\x03\x04\x05\x06",
+                       log=lambda msg: None)
+    sizes = []
+    real_step = a.step
+
+    def step():
+        before = a.emg.delivered
+        real_step()
+        sizes.append(a.emg.delivered - before)
+
+    a.step = step
+    if stalled_afe:
+        a.emg.available = lambda: 0
+
+    async def main():
+        asyncio.create_task(clock.run(speed))
+        try:
+            await asyncio.wait_for_ms(a.run(watchdog=False), ms)
+        except asyncio.TimeoutError:
+            pass
+
+    asyncio.run(main())
+    return a, sizes
+
+
+def test_processing_takes_blocks_of_50_samples_at_any_clock_speed():
+    for speed in (1.0, 4.0):
+        a, sizes = _block_sizes(speed, 800)
+        steady = sorted(sizes[2:-1])  # past start-up (the filters seed on the first blocks)
+        assert len(steady) >= 5, (speed, sizes)
+        # never a 10 ms sliver, even when the sample clock outruns the task timers
+        assert steady[0] >= 50, (speed, sizes)
+        if speed == 1.0:  # 50 ms blocks: the wait ends within one 10 ms task round
+            assert steady[len(steady) // 2] <= 60, sizes
+            assert a.emg.lost_samples == 0 and a.imu_cap.lost_samples == 0
+
+
+def test_a_silent_afe_still_lets_the_imu_through():
+    a, sizes = _block_sizes(1.0, 600, stalled_afe=True)
+    # processed every 5th 10 ms round without waiting for EMG samples: IMU samples keep flowing
+    assert len(sizes) >= 6, sizes
+    assert a.imu_cap.delivered >= 40 and a.imu_cap.lost_samples == 0
+
+
 def test_a_task_that_dies_is_restarted_and_counted():
     import machine
 
