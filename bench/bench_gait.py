@@ -9,7 +9,12 @@ Two evaluations:
   icd_per_datapoint_score do -- categorize_ic_list per reference walking bout, counts summed over
   recordings -- at mobgap's own tolerance (0.5 s) and at 50 ms. Published mobgap IC F1 figures of
   ~0.8-0.9 are at 0.5 s.
-Also BENCH ic_indip_vs_stereo_within_50ms: how often the two reference systems agree within 50 ms.
+Also BENCH ic_indip_vs_stereo_within_50ms: how often the two reference systems agree within 50 ms,
+and a breakdown of our IC errors (stderr, plus per-subject and against-stereophotogrammetry BENCH
+lines): per subject and test; misses by kind (first / last step of a bout, turn, slow step, other;
+near: the nearest detection is 60..150 ms away, far: none within 150 ms); false detections near /
+far; the signed timing error per subject and foot; and whether a constant timing shift fitted on
+one subject carries over to the others.
 Needs ../shared/data and, for the mobgap lines, mobgap (bench extra)."""
 
 from __future__ import annotations
@@ -31,10 +36,15 @@ TOL = 5  # samples at 100 Hz = 50 ms
 MOBGAP_CONTEXT = 100  # samples of signal either side of a bout given to mobgap's detectors
 
 
+_EVENTS: dict[str, list] = {}  # trial name -> device events (one MicroPython run per trial)
+
+
 def device_events(trial, tmp: Path):
     from test_gait import run_device, to_counts
 
-    return run_device(to_counts(trial.acc_g, trial.gyr_dps), tmp)
+    if trial.name not in _EVENTS:
+        _EVENTS[trial.name] = run_device(to_counts(trial.acc_g, trial.gyr_dps), tmp)
+    return _EVENTS[trial.name]
 
 
 def ours(trials) -> None:
@@ -51,6 +61,102 @@ def ours(trials) -> None:
     print(f"BENCH fc_f1_mobgap {fc_total.f1:.3f} ratio")
     print(f"BENCH laterality_acc_mobgap {ic_total.side_accuracy:.3f} ratio")
     print(f"ours IC {ic_total.as_dict()} FC {fc_total.as_dict()}", file=sys.stderr)
+
+
+TURN_DPS = 40  # |yaw rate| (1 s mean) above which a missed IC counts as in a turn
+SLOW_STEP = 100  # samples: a missed IC next to a step interval above 1 s counts as a slow step
+NEAR = 15  # samples: a miss with a detection within 150 ms is a timing miss, not a missed step
+
+
+def _ic_samples(events) -> np.ndarray:
+    return np.asarray([e[0] for e in events if e[1] == ref.IC], dtype=int)
+
+
+def _nearest(x: int, arr: np.ndarray) -> int:
+    """Signed offset of the element of arr nearest to x (a large number if arr is empty)."""
+    return int(arr[np.argmin(np.abs(arr - x))] - x) if len(arr) else 10_000
+
+
+def breakdown(trials) -> None:
+    """Where our IC errors come from (stderr), with per-subject and stereophotogrammetry figures."""
+    stereo = {t.name: t for t in ref.load_lab_trials("Stereophoto")}
+    per_subject: dict[str, ref.Score] = {}
+    per_test: dict[str, ref.Score] = {}
+    vs_stereo = ref.Score()
+    kinds: dict[str, int] = {}
+    signed: dict[str, list] = {}
+    for trial in trials:
+        if not trial.wbs:
+            continue
+        events = _EVENTS[trial.name]
+        subject, test = trial.name.rsplit("/", 2)[0], trial.name.split("/")[2]
+        ic, _ = ref.score_trial(trial, events, tol=TOL)
+        per_subject.setdefault(subject, ref.Score()).add(ic)
+        per_test.setdefault(test, ref.Score()).add(ic)
+        if stereo[trial.name].wbs:
+            vs_stereo.add(ref.score_trial(stereo[trial.name], events, tol=TOL)[0])
+        ics = _ic_samples(events)
+        yaw_dps = np.convolve(trial.gyr_dps[:, 2], np.ones(100) / 100, mode="same")
+        for wb in trial.wbs:
+            det = ics[(ics >= wb["start"] - TOL) & (ics <= wb["end"] + TOL)]
+            intervals = np.diff(wb["ic"])
+            for k, (x, side) in enumerate(zip(wb["ic"], wb["ic_side"])):
+                off = _nearest(x, det)
+                if abs(off) <= 10:
+                    signed.setdefault(f"{subject} {'LR'[side]}", []).append(off)
+                if abs(off) <= TOL:
+                    continue
+                if k == 0:
+                    kind = "first"
+                elif k == len(wb["ic"]) - 1:
+                    kind = "last"
+                elif abs(yaw_dps[x]) > TURN_DPS:
+                    kind = "turn"
+                elif max(intervals[k - 1], intervals[k]) > SLOW_STEP:
+                    kind = "slow"
+                else:
+                    kind = "other"
+                key = f"miss {kind} {'near' if abs(off) <= NEAR else 'far'}"
+                kinds[key] = kinds.get(key, 0) + 1
+            for x in det:
+                off = abs(_nearest(x, wb["ic"]))
+                if off > TOL:
+                    key = f"false {'near' if off <= NEAR else 'far'}"
+                    kinds[key] = kinds.get(key, 0) + 1
+    for name, sc in sorted(per_subject.items()):
+        print(f"ours {name}: {sc.as_dict()}", file=sys.stderr)
+        print(f"BENCH ic_f1_mobgap_{name.replace('/', '')} {sc.f1:.3f} ratio")
+    for name, sc in sorted(per_test.items()):
+        print(f"ours {name}: {sc.as_dict()}", file=sys.stderr)
+    print(f"ours vs stereophotogrammetry: {vs_stereo.as_dict()}", file=sys.stderr)
+    print(f"BENCH ic_f1_stereo_mobgap {vs_stereo.f1:.3f} ratio")
+    print(f"IC errors by kind (turn: |yaw| > {TURN_DPS} dps; slow: a step interval > "
+          f"{SLOW_STEP * 10} ms; near: a detection within {NEAR * 10} ms): {dict(sorted(kinds.items()))}",
+          file=sys.stderr)
+    for key, offs in sorted(signed.items()):
+        print(f"signed IC error {key} (detected - INDIP, within 100 ms): n {len(offs)} mean "
+              f"{np.mean(offs) * 10:+.0f} ms median {np.median(offs) * 10:+.0f} ms", file=sys.stderr)
+    _shift_transfer(trials, sorted(per_subject))
+
+
+def _shift_transfer(trials, subjects) -> None:
+    """A constant IC shift fitted on one subject (best F1 over -50..+30 ms), scored on each subject:
+    a real timing bias would help every subject with the same sign."""
+    shifts = range(-5, 4)
+    f1 = {}
+    for subject in subjects:
+        for shift in shifts:
+            sc = ref.Score()
+            for trial in trials:
+                if trial.name.startswith(subject + "/"):
+                    ev = [(e[0] + shift,) + tuple(e[1:]) if e[1] == ref.IC else e for e in _EVENTS[trial.name]]
+                    sc.add(ref.score_trial(trial, ev, tol=TOL)[0])
+            f1[subject, shift] = sc.f1
+    for fit in subjects:
+        best = max(shifts, key=lambda s: (f1[fit, s], -abs(s)))
+        others = " ".join(f"{o} {f1[o, 0]:.3f}->{f1[o, best]:.3f}" for o in subjects if o != fit)
+        print(f"IC shift fitted on {fit}: {best * 10:+d} ms (F1 {f1[fit, 0]:.3f}->{f1[fit, best]:.3f}); "
+              f"on the others: {others}", file=sys.stderr)
 
 
 def _mobgap_dataset(tmp: str):
@@ -156,13 +262,22 @@ def reference_agreement() -> None:
     indip = ref.load_lab_trials("INDIP")
     stereo = {t.name: t for t in ref.load_lab_trials("Stereophoto")}
     errors = []
+    signed: dict[str, list] = {}  # INDIP - stereo per subject and foot
     for t in indip:
         s = stereo[t.name]
         if not t.wbs or not s.wbs:
             continue
         a = np.concatenate([wb["ic"] for wb in t.wbs])
+        a_side = np.concatenate([wb["ic_side"] for wb in t.wbs])
         b = np.concatenate([wb["ic"] for wb in s.wbs])
         errors += [int(np.min(np.abs(b - x))) for x in a if np.min(np.abs(b - x)) <= 15]
+        for x, side in zip(a, a_side):
+            off = _nearest(int(x), b)
+            if abs(off) <= 15:
+                signed.setdefault(f"{t.name.rsplit('/', 2)[0]} {'LR'[side]}", []).append(-off)
+    for key, offs in sorted(signed.items()):
+        print(f"INDIP - stereophotogrammetry IC {key}: n {len(offs)} median {np.median(offs) * 10:+.0f} ms",
+              file=sys.stderr)
     errors = np.asarray(errors)
     within = float(np.mean(errors <= TOL))
     print(f"INDIP vs stereophotogrammetry: {len(errors)} common ICs, {within:.3f} within 50 ms, "
@@ -191,6 +306,7 @@ def main() -> int:
     trials = ref.load_lab_trials("INDIP")
     ours(trials)
     reference_agreement()
+    breakdown(trials)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             ds = _mobgap_dataset(tmp)
