@@ -28,12 +28,16 @@ firmware_alloc_bytes_per_s: micropython.mem_total() growth inside the app's step
   exceeds 11 words; micropython.heap_lock() does not see those, as the VM then falls back to the C
   stack. firmware_unfreed_alloc_bytes_per_s: mem_current() growth, i.e. what the GC must collect.
 firmware_heap_kb: gc.mem_alloc() after the app is built and started and gc.collect() ran, everything
-  in the process included (fake chips, fake radio module, the firmware's bytecode). 64-bit unix port:
-  object slots and pointers are 8 bytes, 4 on the ESP32. firmware_heap_excluding_fakes_kb
-  leaves out what was allocated before the firmware's modules were imported (fake chips, their feed
-  buffers, the unix board's clock and radio modules). firmware_heap_app_objects_kb also leaves out
-  the firmware's modules once imported (their bytecode and globals, which freezing the modules
-  into the firmware image would move to flash): what building and starting the app allocated.
+  in the process included (interpreter, fake chips, fake radio module) except the bytecode: the
+  firmware runs as deployed, imported from a ROMFS image of the deploy set (tools/device.py; the
+  frozen build, firmware/manifest.py, keeps bytecode in flash the same way), mounted from a buffer
+  that stands in for the flash and is left out. 64-bit unix port: object slots and pointers are
+  8 bytes, 4 on the ESP32, so object figures are upper bounds there (buffers are the same size).
+  firmware_heap_excluding_fakes_kb leaves out what was allocated before the firmware's modules were
+  imported (interpreter start-up, fake chips, their feed buffers, the unix board's clock and radio
+  modules). firmware_heap_module_objects_kb: what importing the firmware's modules from the image
+  left on the heap (module dicts, function and class objects, code descriptors, module tables).
+  firmware_heap_app_objects_kb: what building and starting the app allocated (buffers, state).
 The timed runs ("clean") make no gc.mem_alloc() call: it scans the heap's allocation table (about
 50 us each here, more than a 10 ms step of the app), and with four per step in the loop it made up
 most of the CPU time that firmware_rtf and firmware_rtf_excluding_fake_chips reported. The heap and
@@ -50,10 +54,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tools"))
+
+import device  # noqa: E402
 
 from hipsync.sim import PatientConfig, scenario  # noqa: E402
 from hipsync.sim import tasks as T  # noqa: E402
 from micropython_port import DEFAULT_HEAP, micropython_binary, micropython_path  # noqa: E402
+
+HOST_MARCH = "x64"  # mpy-cross arch of this machine's unix port (native and viper code)
 
 SCRIPT = HERE / "mp_bench_app.py"
 MEASURE_S = 60
@@ -61,14 +70,14 @@ SHORT_S = 10
 RUNS = 3
 
 
-def run_app(feed: Path, seconds: int, mode: str, workdir: Path) -> dict[str, list[float]]:
+def run_app(feed: Path, seconds: int, mode: str, workdir: Path, rom: Path) -> dict[str, list[float]]:
     """Run mp_bench_app.py; its KEY value lines as a dict, plus CPU_S: the process's CPU time."""
     env = dict(os.environ)
     env["MICROPYPATH"] = micropython_path()
     fs = Path(tempfile.mkdtemp(prefix="fs-", dir=workdir))  # the device's flash log lands here
     with tempfile.TemporaryFile("w+") as out_file:
         proc = subprocess.Popen([micropython_binary(), "-X", f"heapsize={DEFAULT_HEAP}",
-                                 str(SCRIPT), str(feed), str(seconds), mode],
+                                 str(SCRIPT), str(feed), str(seconds), mode, str(rom)],
                                 stdout=out_file, stderr=subprocess.STDOUT, env=env, cwd=fs)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -88,9 +97,11 @@ def main() -> None:
         work = Path(tmp)
         scen = scenario.build(PatientConfig(seed=5), work / "patient",
                               tasks=[T.rest(2.0), T.walking(MEASURE_S + 10.0)])
-        rounds = [(run_app(scen.feed_path, MEASURE_S, "clean", work),
-                   run_app(scen.feed_path, SHORT_S, "clean", work)) for _ in range(RUNS)]
-        probe = run_app(scen.feed_path, MEASURE_S, "fakebus", work)
+        rom = work / "hipsync.romfs"  # the firmware as deployed: bytecode in (stand-in) flash
+        rom.write_bytes(device.romfs_image(device.deploy_set(), march=HOST_MARCH))
+        rounds = [(run_app(scen.feed_path, MEASURE_S, "clean", work, rom),
+                   run_app(scen.feed_path, SHORT_S, "clean", work, rom)) for _ in range(RUNS)]
+        probe = run_app(scen.feed_path, MEASURE_S, "fakebus", work, rom)
     first = rounds[0][0]
     if first["LOST"] != [0.0, 0.0]:
         raise RuntimeError(f"samples lost during the benchmark: {first['LOST']}")
@@ -127,6 +138,7 @@ def main() -> None:
     print(f"BENCH firmware_unfreed_alloc_bytes_per_s {probe['UNFREED'][0] / device_s:.0f} B/s")
     print(f"BENCH firmware_heap_kb {heap / 1024:.1f} kB")
     print(f"BENCH firmware_heap_excluding_fakes_kb {(heap - fakes) / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_module_objects_kb {first['HEAP_IMPORTS'][0] / 1024:.1f} kB")
     print(f"BENCH firmware_heap_app_objects_kb "
           f"{(heap - fakes - first['HEAP_IMPORTS'][0]) / 1024:.1f} kB")
 

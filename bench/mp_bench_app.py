@@ -3,15 +3,17 @@
 # auth and sessions, flash log in the working folder), on the offline fake radio, with the fake chips
 # replaying a chip feed (or their generated pattern when FEED is "-").
 #
-#   micropython -X heapsize=512k bench/mp_bench_app.py FEED SECONDS [clean|fakebus]
+#   micropython -X heapsize=512k bench/mp_bench_app.py FEED SECONDS [clean|fakebus] [ROMFS_IMAGE]
 #
 # Every 50 ms of device time (the app's processing period) the fake chips run (clock.advance), then
 # app_step() does what the app's processing, radio (every 10 ms) and status tasks do in that
 # period. Printed:
-#   HEAP_ALLOC   gc.mem_alloc() after the app is built and started and gc.collect() ran
+#   HEAP_ALLOC   gc.mem_alloc() after the app is built and started and gc.collect() ran (the ROMFS
+#                image, if given, left out: it stands in for flash)
 #   HEAP_FAKES   part of it held by the fake chips, their feed buffers, the unix board's clock and
 #                its fake radio module (everything imported before the firmware's own modules)
-#   HEAP_IMPORTS part of it held by the firmware's modules once imported (bytecode, globals)
+#   HEAP_IMPORTS part of it held by the firmware's modules once imported (bytecode, globals; from a
+#                ROMFS image the bytecode stays in the image and only the module objects count)
 #   DEVICE_S     device seconds measured (after a 3 s warm-up)
 #   WALL_US      wall time of the measured loop: fake chips + app
 #   CHAIN_US     time inside app_step only (clock.advance excluded)
@@ -40,7 +42,22 @@ import time
 
 import micropython
 
+# The firmware as deployed: bytecode in flash. ROM (argument 4) is the deploy set as a ROMFS image
+# (tools/device.py romfs_image, compiled for this machine); mounted from a buffer read before the
+# baseline, it stands in for the flash, and imports run their bytecode in place from it.
+_ROM = sys.argv[4] if len(sys.argv) > 4 else None
 gc.collect()
+_rom_heap = gc.mem_alloc()
+if _ROM:
+    import vfs
+
+    with open(_ROM, "rb") as f:
+        _image = f.read()
+    vfs.mount(vfs.VfsRom(_image), "/rom")
+    sys.path.insert(0, "/rom")
+gc.collect()
+_rom_heap = gc.mem_alloc() - _rom_heap  # the image and its mount
+
 _base = gc.mem_alloc()
 
 import bluetooth  # noqa: E402
@@ -80,7 +97,7 @@ svc = SyncService(FlashLog("log"), Authenticator(bytes(32), board.device_id), cl
 a = app_module.App(board, ble, board.device_id, auth=svc, sessions=svc, log=lambda m: None)
 a.start()
 gc.collect()
-print("HEAP_ALLOC", gc.mem_alloc())
+print("HEAP_ALLOC", gc.mem_alloc() - _rom_heap)
 print("HEAP_FAKES", _fakes)
 print("HEAP_FREE", gc.mem_free())
 

@@ -40,9 +40,9 @@ _PERIOD_MS = const(10)  # task period: frames and replies leave within one conne
 # port). The stream batches 500 ms per frame, so live latency barely changes, and the EMG ring
 # (256 samples) still holds a block plus a 20 ms stall and GC pauses. The wait is counted in samples,
 # not timer ms, so blocks stay 50 samples when the sample clock runs faster than the timers (the
-# virtual device at a speed-up); a stalled AFE still lets the IMU through every 5th round.
+# virtual device at a speed-up); a silent AFE still lets the IMU through every 100 ms.
 _BLOCK_SAMPLES = const(50)
-_MAX_WAIT_ROUNDS = const(4)
+_MAX_WAIT_ROUNDS = const(10)
 _TASKS = const(5)
 _WDT_TIMEOUT_MS = const(8000)
 _STALE_BEATS_MS = const(4000)

@@ -144,6 +144,35 @@ def build(files: list[DeployFile], out_dir: Path, march: str | None = TARGET_ARC
     return written
 
 
+def romfs_image(files: list[DeployFile], march: str | None = TARGET_ARCH) -> bytes:
+    """The deploy set as a ROMFS image (MicroPython's read-only, memory-mapped filesystem).
+
+    Imported from a ROMFS, .mpy bytecode and its constants run in place from flash, as frozen
+    modules do (firmware/manifest.py): only the modules' objects take heap. The unix port mounts
+    the image from a buffer (vfs.VfsRom), which is how the firmware benchmark measures the heap of
+    the deployed firmware; an ESP32 build with a ROMFS partition takes it with `mpremote romfs deploy`.
+    """
+    import tempfile
+
+    from mpremote.romfs import VfsRomWriter
+
+    writer = VfsRomWriter()
+
+    def add(folder: Path) -> None:
+        for path in sorted(folder.iterdir()):
+            if path.is_dir():
+                writer.opendir(path.name)
+                add(path)
+                writer.closedir()
+            else:
+                writer.mkfile(path.name, path.read_bytes())
+
+    with tempfile.TemporaryDirectory(prefix="hipsync-romfs-") as tmp:
+        build(files, Path(tmp) / "rom", march)
+        add(Path(tmp) / "rom")
+    return bytes(writer.finalise())
+
+
 def _require_port(port: str | None) -> str:
     if not port:
         raise DeviceError("--port is required, e.g. --port /dev/ttyACM0 (make ... PORT=/dev/ttyACM0)",

@@ -10,7 +10,10 @@ from hipwire import frames as wire
 from hipwire import rawcodec
 
 SLOT_BYTES = const(256)  # frames are capped at min(ATT payload, SLOT_BYTES)
-_RING_SAMPLES = const(256)
+# Samples a batch ring holds before framing: a frame's batch (50) plus a processing block (5 envelope
+# or pelvis samples, 50 raw; up to ~100 raw when the virtual device runs faster than real time).
+# A fuller ring is framed at once rather than dropped.
+_RING_SAMPLES = const(128)
 
 
 _B29 = const(1 << 29)

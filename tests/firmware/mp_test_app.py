@@ -230,9 +230,9 @@ def test_processing_takes_blocks_of_50_samples_at_any_clock_speed():
 
 
 def test_a_silent_afe_still_lets_the_imu_through():
-    a, sizes = _block_sizes(1.0, 600, stalled_afe=True)
-    # processed every 5th 10 ms round without waiting for EMG samples: IMU samples keep flowing
-    assert len(sizes) >= 6, sizes
+    a, sizes = _block_sizes(1.0, 800, stalled_afe=True)
+    # processed every 10th 10 ms round without waiting for EMG samples: IMU samples keep flowing
+    assert len(sizes) >= 4, sizes
     assert a.imu_cap.delivered >= 40 and a.imu_cap.lost_samples == 0
 
 

@@ -87,6 +87,24 @@ def test_streamer_fits_the_minimum_att_payload():
         wire.check(frame)
 
 
+def test_streamer_frames_a_block_larger_than_its_ring_without_dropping():
+    s = Streamer(outbox_slots=64)
+    s.live = True
+    n = 300  # more than the batch ring holds in one call
+    raw = array("i", [(k * 37) % 2000 - 1000 for k in range(4 * n)])
+    s.add_raw(raw, 0, n, 1000, 244)
+    s.flush(244)
+    out = []
+    _drain(s, out)
+    assert s.samples_dropped == 0 and s.frames_dropped == 0
+    clock = 1000
+    for frame in out:
+        ftype, _v, _seq, frame_clock = wire.check(frame)
+        assert ftype == wire.RAW_EMG and frame_clock == clock
+        clock += frame[wire.HEADER_SIZE]  # raw samples are one tick apart
+    assert clock == 1000 + n
+
+
 def test_streamer_steady_state_allocates_nothing():
     s = Streamer(batch_samples=25)
     s.live = True

@@ -95,6 +95,32 @@ def test_app_imports_and_main_starts_it(device_fs, deploy_files):
         assert "import app" in main_src or "from app import" in main_src
 
 
+def test_the_romfs_image_mounts_and_every_module_imports_from_it(deploy_files, tmp_path):
+    march = _HOST_MARCH.get(platform.machine(), "skip")
+    if march == "skip":
+        pytest.skip(f"no mpy-cross native arch known for {platform.machine()}")
+    image = tmp_path / "hipsync.romfs"
+    image.write_bytes(device.romfs_image(deploy_files, march=march))
+    modules = [f.module for f in deploy_files if f.module and f.module not in _FORBIDDEN_AT_IMPORT
+               and f.device_path.endswith(".mpy")]
+    code = "\n".join([
+        "import sys, vfs",
+        f"f = open({str(image)!r}, 'rb'); img = f.read(); f.close()",
+        "vfs.mount(vfs.VfsRom(img), '/rom')",
+        "sys.path.insert(0, '/rom')",
+        f"for name in {modules!r}:",
+        "    __import__(name)",
+        "    assert sys.modules[name].__file__.startswith('/rom/'), sys.modules[name].__file__",
+        "print('IMPORTED', len(sys.modules))",
+    ])
+    env = dict(os.environ)
+    env["MICROPYPATH"] = os.pathsep.join([".frozen", str(UNIX_BOARD)])  # no firmware/ on the path
+    proc = subprocess.run([micropython_binary(), "-X", "heapsize=512k", "-c", code], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "IMPORTED" in proc.stdout and "app" in modules
+
+
 def test_freeze_manifest_freezes_the_deploy_set(monkeypatch):
     # Run firmware/manifest.py the way MicroPython's makemanifest does (cwd = manifest folder,
     # include/module injected) and compare what it freezes with what deploy copies.
