@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from array import array
 from pathlib import Path
 
@@ -407,3 +408,80 @@ def test_host_batch_decoder_matches_the_shared_one(n_channels, n, small, max_len
         return
     period, channels = host_frames._decode_batch(bytes(frame))
     assert (period, [list(c) for c in channels]) == (want[0], [list(c) for c in want[1]])
+
+
+@pytest.mark.parametrize("n", [1, 2, 50])
+@pytest.mark.parametrize("first", [0, 63, -64, 64, -65, 8191, -8192, 8192, -8193,
+                                   2 ** 30 - 1, -(2 ** 30) + 1])
+def test_host_batch_decoder_start_value_boundaries(n, first):
+    """The host's one- and two-byte varint fast paths and the general loop meet at these values."""
+    toward_zero = -1 if first > 0 else 1  # stay inside |v| < 2**30
+    rows = [[first + toward_zero * k, first, first + 2 * toward_zero * k] for k in range(n)]
+    buf = bytearray(wire.MAX_FRAME)
+    length = wire.encode_batch(buf, 244, wire.PELVIS, 1, 2, 10,
+                               array("i", [v for r in rows for v in r]), 0, n, 3)
+    frame = bytes(buf[:length])
+    assert frame[wire.HEADER_SIZE] == n
+    want = wire.decode_batch(frame)
+    period, channels = host_frames._decode_batch(frame)
+    assert (period, [list(c) for c in channels]) == (want[0], [list(c) for c in want[1]])
+    for cut in range(wire.HEADER_SIZE, length - wire.CRC_SIZE):  # every truncation is refused
+        short = bytearray(frame[:cut]) + b"\0\0"
+        with pytest.raises(wire.FrameError):
+            wire.decode_batch(bytes(short))
+        with pytest.raises(wire.FrameError):
+            host_frames._decode_batch(bytes(short))
+
+
+def _status_frame(pages: list[int], values: list[int]) -> bytearray:
+    buf = bytearray(wire.MAX_FRAME)
+    off = wire.pack_header(buf, wire.STATUS, 3, 4)
+    for page in pages:
+        off = wire.pack_status_page(buf, off, page, array("i", values))
+    return bytearray(buf[:wire.seal(buf, off)])
+
+
+@given(st.lists(st.integers(0, wire.N_PAGES - 1), min_size=0, max_size=7),
+       st.lists(st.integers(0, 255), min_size=wire.N_STATUS_VALUES,
+                max_size=wire.N_STATUS_VALUES), st.booleans(), st.data())
+@settings(max_examples=300, deadline=None)
+def test_host_status_decoder_matches_the_shared_one(pages, values, all_pages, data):
+    """Fields, their order (the JSON view keeps it) and refusals, on the one-unpack path for a frame
+    with every page in order and on the page loop for any other, intact and mutated."""
+    if all_pages:
+        pages = list(range(wire.N_PAGES))
+    frame = _status_frame(pages, values)
+    if data.draw(st.booleans()):
+        frame = _mutate(bytes(frame), data)
+        if len(frame) >= wire.OVERHEAD:
+            wire.seal(frame, len(frame) - wire.CRC_SIZE)
+    frame = bytes(frame)
+    try:
+        want = wire.decode_status(frame)
+    except wire.FrameError:
+        with pytest.raises(wire.FrameError):
+            host_frames._decode_status(frame)
+        return
+    got = host_frames._decode_status(frame)
+    assert got == want and list(got) == list(want)
+
+
+@given(st.binary(min_size=0, max_size=8), st.data())
+@settings(max_examples=300, deadline=None)
+def test_host_event_decoder_matches_the_shared_one(payload, data):
+    """decode()'s inline EVENT path against wire.decode_event: same values, same refusals."""
+    if data.draw(st.booleans()):  # mostly well-formed lengths, with any kind and side byte
+        payload = bytes([data.draw(st.integers(0, 3)), data.draw(st.integers(0, 2))]) + payload[:2]
+    buf = bytearray(wire.MAX_FRAME)
+    off = wire.pack_header(buf, wire.EVENT, 5, 6)
+    buf[off:off + len(payload)] = payload
+    frame = bytes(buf[:wire.seal(buf, off + len(payload))])
+    try:
+        kind, side, stride = wire.decode_event(frame)
+    except wire.FrameError as e:
+        with pytest.raises(ProtocolError, match=f"^{re.escape(str(e))}$"):
+            decode(frame)
+        return
+    ev = decode(frame)
+    assert (ev.kind, ev.side, ev.stride) == ({wire.IC: "IC", wire.FC: "FC"}[kind],
+                                             {wire.LEFT: "L", wire.RIGHT: "R"}[side], stride)
