@@ -78,6 +78,7 @@ class SessionResult:
     steps: list[StepResult] = field(default_factory=list)
     link_stats: dict = field(default_factory=dict)
     reconnects: int = 0
+    device_restarts: int = 0
     frames_stored: int = 0
     ingest_errors: int = 0  # frames decoded but refused by the store (a bug somewhere: logged)
 
@@ -114,7 +115,19 @@ class LiveSession:
     async def _prepare_device(self) -> None:
         if self.authenticate is not None:
             await self.authenticate(self.link)
-        await self.link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
+        _, values = await self.link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
+        answered_s = self.link.clock()
+        # After a reconnect: a device that restarted counts its seq and clock from 0 again. Its
+        # old frames (already queued; the stream is stopped until STREAM_START) go in first.
+        while not self.link.stream_queue.empty():
+            self._ingest(*self.link.stream_queue.get_nowait())
+        restarts = self.assembler.stats.device_restarts
+        for received in self.assembler.check_device_clock(values[0], answered_s):
+            self._store(received)
+        if self.assembler.stats.device_restarts > restarts:
+            self.result.device_restarts += 1
+            log.warning("the device restarted during the session: its stream continues after a gap "
+                        "(its standing and MVC calibrations were lost with the restart)")
         await self.link.command(cmd.OP_STREAM_START, cmd.MODE_PROCESSED)
 
     async def stop(self) -> SessionResult:

@@ -153,6 +153,10 @@ class DeviceLink:
         self.malformed_responses = 0
         self.stale_responses = 0
 
+    def clock(self) -> float:
+        """Now, on the clock that stamps received notifications (host_time_s)."""
+        return self._clock()
+
     # ------------------------------------------------------------ connection
     @property
     def connected(self) -> bool:

@@ -16,6 +16,9 @@ _CLOCK_MOD = 1 << 32
 # A clock step larger than this between neighbouring frames must be confirmed by the next frame
 # before it is believed (one corrupt value must not shift the rest of a recording).
 MAX_CLOCK_STEP_TICKS = 600_000
+# A device clock this far behind where the fit puts it means the device restarted (a link drop
+# alone leaves it running; latency and drift stay well below this).
+RESTART_TOLERANCE_TICKS = 2_000
 
 
 def _unwrap(raw: int, ref: int, mod: int) -> int:
@@ -63,6 +66,7 @@ class LinkStats:
     malformed: int = 0
     unsupported: int = 0
     clock_suspect: int = 0
+    device_restarts: int = 0  # epochs after the first: seq and clock started again mid-stream
     coverage: dict[int, _Coverage] = field(default_factory=dict)
 
     def samples_lost(self, frame_type: int) -> int:
@@ -78,6 +82,7 @@ class LinkStats:
         return {"frames_received": self.frames_received, "frames_lost": self.frames_lost,
                 "duplicates": self.duplicates, "late": self.late, "malformed": self.malformed,
                 "unsupported": self.unsupported, "clock_suspect": self.clock_suspect,
+                "device_restarts": self.device_restarts,
                 "envelope_samples_lost": self.samples_lost(wire.ENVELOPE),
                 "pelvis_samples_lost": self.samples_lost(wire.PELVIS),
                 "loss_fraction": round(self.loss_fraction, 6)}
@@ -88,7 +93,12 @@ class StreamAssembler:
 
     Losses are counted exactly: frames from the gaps of the unwrapped sequence numbers, samples
     from the gaps of each batch type's clock coverage. Frames that arrive after the reorder window
-    gave them up are still delivered (flagged late) and no longer counted lost."""
+    gave them up are still delivered (flagged late) and no longer counted lost.
+
+    A device that restarts begins its sequence numbers and clock again. check_device_clock() (the
+    clock a TIME_SYNC returned after a reconnect) tells, and the stream goes on as a new epoch:
+    seq continues after the old epoch's, and the clock where the old epoch's fit puts the restarted
+    device, so a session keeps one time line with the restart as a gap of lost samples."""
 
     def __init__(self, reorder_window: int = 64, recent: int = 4096):
         self.stats = LinkStats()
@@ -103,6 +113,30 @@ class StreamAssembler:
         self._lost: set[int] = set()
         self._clock_ref: int | None = None
         self._held: tuple[Frame, int, float] | None = None  # one-frame look-ahead for clocks
+        self._seq_base = 0  # added to the device's seq and clock (mod their ranges) in this epoch
+        self._clock_base = 0
+
+    # -- device restarts
+    def check_device_clock(self, raw_clock: int, host_time_s: float) -> list[Received]:
+        """The device's clock as it answered at host_time_s (a TIME_SYNC reply, after a reconnect).
+        If the device restarted since the last frame, the old epoch's frames are released (returned)
+        and the next frames start a new epoch. Returns [] when nothing changed."""
+        if self._clock_ref is None or self.clock_map.n_points == 0:
+            return []  # nothing received yet: the first frames set the time line
+        expected = self.clock_map.device_ticks(host_time_s)
+        now = _unwrap((raw_clock + self._clock_base) % _CLOCK_MOD, self._clock_ref, _CLOCK_MOD)
+        if now >= expected - RESTART_TOLERANCE_TICKS:
+            return []
+        out = self.flush()
+        self.stats.device_restarts += 1
+        last_seq = self._seq_ref if self._seq_ref is not None else -1
+        self._seq_base = last_seq + 1
+        self._seq_ref = last_seq
+        self._clock_base = round(expected) - raw_clock
+        self._clock_ref = round(expected)
+        self._next = None
+        self._start = 0
+        return out
 
     # -- input
     def push_bytes(self, data: bytes, host_time_s: float) -> list[Received]:
@@ -117,7 +151,7 @@ class StreamAssembler:
         return self.push(frame, host_time_s)
 
     def push(self, frame: Frame, host_time_s: float) -> list[Received]:
-        raw = frame.header.seq
+        raw = (frame.header.seq + self._seq_base) % _SEQ_MOD
         useq = raw if self._seq_ref is None else _unwrap(raw, self._seq_ref, _SEQ_MOD)
         self._seq_ref = useq if self._seq_ref is None else max(self._seq_ref, useq)
         out: list[Received] = []
@@ -182,8 +216,8 @@ class StreamAssembler:
     def _release(self, frame: Frame, useq: int, t: float, late: bool) -> list[Received]:
         self.stats.frames_received += 1
         if late:
-            ref = frame.header.clock if self._clock_ref is None else self._clock_ref
-            clock = _unwrap(frame.header.clock, ref, _CLOCK_MOD)
+            raw = self._raw_clock(frame)
+            clock = _unwrap(raw, raw if self._clock_ref is None else self._clock_ref, _CLOCK_MOD)
             return self._emit(frame, useq, t, late=True, suspect=False, clock=clock)
         if self._held is None:
             self._held = (frame, useq, t)
@@ -192,18 +226,21 @@ class StreamAssembler:
         self._held = (frame, useq, t)
         suspect = False
         if self._clock_ref is not None:
-            c_held = _unwrap(held.header.clock, self._clock_ref, _CLOCK_MOD)
-            c_next = _unwrap(frame.header.clock, self._clock_ref, _CLOCK_MOD)
+            c_held = _unwrap(self._raw_clock(held), self._clock_ref, _CLOCK_MOD)
+            c_next = _unwrap(self._raw_clock(frame), self._clock_ref, _CLOCK_MOD)
             if (abs(c_held - self._clock_ref) > MAX_CLOCK_STEP_TICKS
                     and abs(c_next - self._clock_ref) <= MAX_CLOCK_STEP_TICKS):
                 suspect = True
         return self._emit(held, held_seq, held_t, late=False, suspect=suspect)
 
+    def _raw_clock(self, frame: Frame) -> int:
+        return (frame.header.clock + self._clock_base) % _CLOCK_MOD
+
     def _emit(self, frame: Frame, useq: int, t: float, late: bool, suspect: bool,
               clock: int | None = None) -> list[Received]:
         if clock is None:
-            ref = self._clock_ref if self._clock_ref is not None else frame.header.clock
-            clock = _unwrap(frame.header.clock, ref, _CLOCK_MOD)
+            raw = self._raw_clock(frame)
+            clock = _unwrap(raw, raw if self._clock_ref is None else self._clock_ref, _CLOCK_MOD)
             if suspect:
                 self.stats.clock_suspect += 1
             else:

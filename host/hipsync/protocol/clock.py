@@ -50,6 +50,11 @@ class ClockMap:
         offset, rate = self.fit()
         return offset + rate * np.asarray(clock_ticks, dtype=float) / CLOCK_HZ
 
+    def device_ticks(self, host_time_s: float) -> float:
+        """The device clock the fit expects at host_time_s (the inverse of host_time)."""
+        offset, rate = self.fit()
+        return (host_time_s - offset) / rate * CLOCK_HZ
+
     @property
     def drift_ppm(self) -> float:
         return (self.fit()[1] - 1.0) * 1e6
