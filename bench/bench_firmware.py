@@ -7,7 +7,7 @@ measured after a 3 s warm-up, in 50 ms steps (the app's processing period).
 
 firmware_rtf: device time / CPU time of the loop (fake chips + app). CPU time, not wall time, so
   that other load on a shared machine does not count: the process's CPU time (os.wait4) for 60 s of
-  device time less that for 10 s (start-up and warm-up cancel); best of 3 rounds.
+  device time less that for 10 s (start-up and warm-up cancel); best of 7 rounds.
 firmware_rtf_excluding_fake_chips: the same for the app's step alone (clock.advance, where the fake
   chips convert and raise DRDY, left out): firmware_rtf divided by the step's share of the loop's
   wall time (ticks_us inside the run, same round). The step still calls the unix
@@ -15,8 +15,8 @@ firmware_rtf_excluding_fake_chips: the same for the app's step alone (clock.adva
   fake IMU's FIFO; firmware_rtf_excluding_fake_board also leaves that share out (measured in a
   separate instrumented run as a fraction of the step's time, and taken off the step's share).
 firmware_drdy_handler_us: the DRDY IRQ handler's own time per EMG sample (frame read, 24-bit decode,
-  ring store), its bus calls (pulse counter, chip select, SPI: C on the ESP32) left out; best of
-  rounds (mp_bench_app.py DRDY_US). It runs 1000 times per device second.
+  ring store), its bus calls (pulse counter, chip select, SPI: C on the ESP32) left out; the median
+  of paired rounds within a run, lowest of the runs (mp_bench_app.py DRDY_US). It runs 1000 times per device second.
 firmware_rtf_device_code: device seconds per CPU second of firmware code only: the app's step
   (capture drains, DSP, framing, status, radio queue) without the fake board's share, plus the DRDY
   handler 1000 times per device second. The fake chips' own Python (conversions, FIFO, feed
@@ -67,7 +67,7 @@ HOST_MARCH = "x64"  # mpy-cross arch of this machine's unix port (native and vip
 SCRIPT = HERE / "mp_bench_app.py"
 MEASURE_S = 60
 SHORT_S = 10
-RUNS = 3
+RUNS = 7
 
 
 def run_app(feed: Path, seconds: int, mode: str, workdir: Path, rom: Path) -> dict[str, list[float]]:
@@ -76,7 +76,10 @@ def run_app(feed: Path, seconds: int, mode: str, workdir: Path, rom: Path) -> di
     env["MICROPYPATH"] = micropython_path()
     fs = Path(tempfile.mkdtemp(prefix="fs-", dir=workdir))  # the device's flash log lands here
     with tempfile.TemporaryFile("w+") as out_file:
-        proc = subprocess.Popen([micropython_binary(), "-X", f"heapsize={DEFAULT_HEAP}",
+        # the image stands in for flash: the heap gets its size on top, so that the app has the same
+        # free heap (and the same GC rhythm) as without it
+        heap_kb = int(DEFAULT_HEAP.rstrip("k")) + -(-rom.stat().st_size // 1024)
+        proc = subprocess.Popen([micropython_binary(), "-X", f"heapsize={heap_kb}k",
                                  str(SCRIPT), str(feed), str(seconds), mode, str(rom)],
                                 stdout=out_file, stderr=subprocess.STDOUT, env=env, cwd=fs)
         _, status, usage = os.wait4(proc.pid, 0)

@@ -37,6 +37,23 @@ from drivers.ads1294 import FRAME_BYTES
 _N_CH = const(4)
 _IRQ_FALLING = const(2)  # machine.Pin.IRQ_FALLING on the ESP32 port (fallback if absent)
 
+# State words (one array('i'), so that the viper paths load one attribute, not one per counter).
+# LAST_COUNT, HEAD and TAIL are public for the benchmark that times the IRQ handler.
+LAST_COUNT = const(0)  # counter value at the last frame read
+HEAD = const(1)  # ring write index, written by the IRQ handler only
+TAIL = const(2)  # ring read index, written by drain() only
+_MISSED = const(3)
+_OVERRUNS = const(4)
+_DUPLICATES = const(5)
+_TORN = const(6)
+_BAD = const(7)
+_DELIVERED = const(8)
+_CLOCK_FIRST = const(9)
+_CAP = const(10)
+_N_STATE = const(11)
+# Ring slot: clock, lead-off bits, the 4 channel codes.
+_SLOT = const(6)
+
 
 class EmgCapture:
     def __init__(self, afe, drdy_pin, counter, ring_samples=256):
@@ -46,34 +63,58 @@ class EmgCapture:
         self._drdy = drdy_pin
         self._counter = counter
         self._cap = ring_samples
-        self._codes = array.array("i", bytes(4 * _N_CH * ring_samples))
-        self._leadoff = bytearray(ring_samples)
-        self._clocks = array.array("i", bytes(4 * ring_samples))
+        self._ring = array.array("i", bytes(4 * _SLOT * ring_samples))
         self._frame = bytearray(FRAME_BYTES)
-        # head/tail run over [0, 2 * cap) so that full and empty differ; the IRQ handler writes
-        # only head, drain() writes only tail, so no lock is needed between them.
+        # HEAD/TAIL run over [0, 2 * cap) so that full and empty differ; the IRQ handler writes
+        # only HEAD, drain() writes only TAIL, so no lock is needed between them.
+        self._st = array.array("i", bytes(4 * _N_STATE))
         self._handler = self._on_drdy  # bound once: arming the IRQ must not allocate later
-        self.clock_first = 0
         self._reset_counts()
         self.running = False
 
     def _reset_counts(self):
-        self._head = 0
-        self._tail = 0
-        self._last_count = 0
-        self.missed = 0
-        self.overruns = 0
-        self.delivered = 0
-        self.duplicate_irqs = 0
-        self.torn_reads = 0
-        self.bad_frames = 0
+        st = self._st
+        for i in range(_N_STATE):
+            st[i] = 0
+        st[_CAP] = self._cap
+
+    # counters (kept in the state words)
+    @property
+    def missed(self):
+        return self._st[_MISSED]
+
+    @property
+    def overruns(self):
+        return self._st[_OVERRUNS]
+
+    @property
+    def duplicate_irqs(self):
+        return self._st[_DUPLICATES]
+
+    @property
+    def torn_reads(self):
+        return self._st[_TORN]
+
+    @property
+    def bad_frames(self):
+        return self._st[_BAD]
+
+    @property
+    def delivered(self):
+        return self._st[_DELIVERED]
+
+    @property
+    def clock_first(self):
+        """Clock of the first sample the last drain() returned."""
+        return self._st[_CLOCK_FIRST]
 
     @property
     def lost_samples(self):
-        return self.missed + self.overruns
+        return self._st[_MISSED] + self._st[_OVERRUNS]
 
     def available(self):
-        return (self._head - self._tail) % (2 * self._cap)
+        st = self._st
+        return (st[HEAD] - st[TAIL]) % (2 * self._cap)
 
     def clock_now(self):
         """Clock of the newest conversion (-1 before the first)."""
@@ -94,16 +135,21 @@ class EmgCapture:
 
     # Both hot paths are viper: the handler runs 1000 times a second, and as native code its
     # byte-by-byte decode and attribute arithmetic went through the runtime's generic integer
-    # operations (about 6x slower than here, measured in the unix port). Viper integers are machine
-    # words (32-bit on the ESP32): every value here is a count, a ring index or a 24-bit code, and
-    # the counters and clocks stored back as objects stay below 2**30 (see the clock note above).
+    # operations (about 6x slower than here, measured in the unix port). Its state sits in one
+    # array of words and its ring in another, because each attribute of self costs a dictionary
+    # lookup per call: with one attribute per counter and per ring array, those lookups took most
+    # of the handler's time. Viper integers are machine words (32-bit on the ESP32): every value
+    # here is a count, a ring index or a 24-bit code, and counts and clocks stay below 2**30 (see
+    # the clock note above). On a 64-bit port ptr32 loads are not sign-extended: only codes are
+    # negative, and they are copied as whole words, never compared.
     @micropython.viper
     def _on_drdy(self, _pin):
+        st = ptr32(self._st)
         counter = self._counter
         count = int(counter.value())
-        last = int(self._last_count)
+        last = st[LAST_COUNT]
         if count == last:
-            self.duplicate_irqs = int(self.duplicate_irqs) + 1
+            st[_DUPLICATES] = st[_DUPLICATES] + 1
             return
         cs = self._cs
         frame = self._frame
@@ -111,60 +157,58 @@ class EmgCapture:
         self._spi.readinto(frame, 0)
         cs.value(1)
         if int(counter.value()) != count:
-            self.torn_reads = int(self.torn_reads) + 1
+            st[_TORN] = st[_TORN] + 1
             return
         f = ptr8(frame)
         if (f[0] & 0xF0) != 0xC0:
-            self.bad_frames = int(self.bad_frames) + 1
+            st[_BAD] = st[_BAD] + 1
             return
         gap = count - last - 1
         if gap > 0:
-            self.missed = int(self.missed) + gap
-        self._last_count = count
-        cap = int(self._cap)
-        head = int(self._head)
-        used = head - int(self._tail)  # head and tail run over [0, 2 * cap)
+            st[_MISSED] = st[_MISSED] + gap
+        st[LAST_COUNT] = count
+        cap = st[_CAP]
+        head = st[HEAD]
+        used = head - st[TAIL]  # head and tail run over [0, 2 * cap)
         if used < 0:
             used += 2 * cap
         if used >= cap:
-            self.overruns = int(self.overruns) + 1
+            st[_OVERRUNS] = st[_OVERRUNS] + 1
             return
-        slot = head - cap if head >= cap else head
-        clocks = ptr32(self._clocks)
-        clocks[slot] = count - 1
+        r = ptr32(self._ring)
+        j = (head - cap if head >= cap else head) * _SLOT
+        r[j] = count - 1
         # lead-off: LOFF_STATP bits 3:0 are frame[1] bits 7:4, LOFF_STATN bits 3:0 frame[2] bits 7:4
-        leadoff = ptr8(self._leadoff)
-        leadoff[slot] = ((f[1] | f[2]) >> 4) & 0x0F
+        r[j + 1] = ((f[1] | f[2]) >> 4) & 0x0F
         # four big-endian two's-complement 24-bit codes after the 3 status bytes
-        codes = ptr32(self._codes)
-        j = slot * _N_CH
         v = (f[3] << 16) | (f[4] << 8) | f[5]
         if v & 0x800000:
             v -= 0x1000000
-        codes[j] = v
+        r[j + 2] = v
         v = (f[6] << 16) | (f[7] << 8) | f[8]
         if v & 0x800000:
             v -= 0x1000000
-        codes[j + 1] = v
+        r[j + 3] = v
         v = (f[9] << 16) | (f[10] << 8) | f[11]
         if v & 0x800000:
             v -= 0x1000000
-        codes[j + 2] = v
+        r[j + 4] = v
         v = (f[12] << 16) | (f[13] << 8) | f[14]
         if v & 0x800000:
             v -= 0x1000000
-        codes[j + 3] = v
+        r[j + 5] = v
         head += 1
         if head == 2 * cap:
             head = 0
-        self._head = head
+        st[HEAD] = head
 
     @micropython.viper
     def drain(self, out_codes, out_leadoff, max_samples: int) -> int:
         """Copy up to max_samples clock-contiguous samples; returns n, sets clock_first."""
-        cap = int(self._cap)
-        tail = int(self._tail)
-        avail = int(self._head) - tail
+        st = ptr32(self._st)
+        cap = st[_CAP]
+        tail = st[TAIL]
+        avail = st[HEAD] - tail
         if avail < 0:
             avail += 2 * cap
         n = max_samples
@@ -172,24 +216,22 @@ class EmgCapture:
             n = avail
         if n <= 0:
             return 0
-        clocks = ptr32(self._clocks)
-        codes = ptr32(self._codes)
-        leadoff = ptr8(self._leadoff)
+        r = ptr32(self._ring)
         out = ptr32(out_codes)
         out_lo = ptr8(out_leadoff)
         slot = tail - cap if tail >= cap else tail
-        first = clocks[slot]
+        first = r[slot * _SLOT]
         k = 0
         while k < n:
-            if clocks[slot] != first + k:
+            j = slot * _SLOT
+            if r[j] != first + k:
                 break
-            j = slot * _N_CH
             o = k * _N_CH
-            out[o] = codes[j]
-            out[o + 1] = codes[j + 1]
-            out[o + 2] = codes[j + 2]
-            out[o + 3] = codes[j + 3]
-            out_lo[k] = leadoff[slot]
+            out[o] = r[j + 2]
+            out[o + 1] = r[j + 3]
+            out[o + 2] = r[j + 4]
+            out[o + 3] = r[j + 5]
+            out_lo[k] = r[j + 1]
             k += 1
             slot += 1
             if slot == cap:
@@ -197,7 +239,7 @@ class EmgCapture:
         tail += k
         if tail >= 2 * cap:
             tail -= 2 * cap
-        self._tail = tail
-        self.clock_first = first
-        self.delivered = int(self.delivered) + k
+        st[TAIL] = tail
+        st[_CLOCK_FIRST] = first
+        st[_DELIVERED] = st[_DELIVERED] + k
         return k

@@ -133,8 +133,9 @@ class ImuCapture:
         """Read up to max_samples gap-free samples into out (6 per sample); returns n."""
         drv = self.driver
         now = self._clock.clock_now()
-        full = drv.int_status() & INT_STATUS_FIFO_FULL
-        nbytes = drv.fifo_bytes()
+        st = drv.fifo_status()
+        full = st & INT_STATUS_FIFO_FULL
+        nbytes = st >> 8
         if nbytes >= FIFO_BYTES:
             full = 1
         avail = nbytes // PACKET_BYTES

@@ -144,6 +144,21 @@ def test_imu_fifo_packets_timestamps_and_int1():
     assert board.imu_int1.value() == 0
 
 
+def test_imu_fifo_status_reads_status_and_count_in_one_transfer():
+    clock, _, _, imu = _setup()
+    imu.begin()
+    imu.start()
+    clock.advance(30)
+    st = imu.fifo_status()
+    assert st >> 8 == 3 * icm42688.PACKET_BYTES
+    assert st & icm42688.INT_STATUS_FIFO_FULL == 0
+    clock.advance(10 * 200)  # overflows: FIFO_FULL is reported once, with the full count
+    st = imu.fifo_status()
+    assert st & icm42688.INT_STATUS_FIFO_FULL and st >> 8 == icm42688.FIFO_BYTES
+    st = imu.fifo_status()
+    assert st & icm42688.INT_STATUS_FIFO_FULL == 0 and st >> 8 == icm42688.FIFO_BYTES
+
+
 def test_imu_fifo_full_sets_int_status_and_keeps_oldest():
     clock, _, _, imu = _setup()
     imu.begin()
