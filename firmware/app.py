@@ -468,7 +468,8 @@ class App:
             mains = self.quality.mains_uv(c)
             v[wire.V_MAINS_UV + c] = mains if mains < 0xFFFF else 0xFFFF
         v[wire.V_EMG_LOST] = self.emg.lost_samples
-        v[wire.V_IMU_LOST] = self.imu_cap.lost_samples
+        # samples a fast IMU oscillator made one too many count with the lost ones (capture note)
+        v[wire.V_IMU_LOST] = self.imu_cap.lost_samples + self.imu_cap.rate_drops
         v[wire.V_FRAMES_DROPPED] = self.server.frames_dropped + self.streamer.frames_dropped
         v[wire.V_FLASH_FREE_KIB] = free_kib
         v[wire.V_EVENTS_DROPPED] = self.gait.dropped_events + self.streamer.samples_dropped

@@ -14,13 +14,22 @@
 # of wraps is taken from the device clock (the FIFO was freed at the drain that saw it full, and
 # the first new packet came within one sample period of that), then the timestamps make it exact.
 #
+# Oscillators: the IMU samples on its own oscillator, the device clock is the AFE's, and the two
+# differ by up to a few percent. Nominal stamps (10 ticks apart) would drift against the EMG by
+# that much: 1 % is 0.6 s per minute, more than a step. skew_ticks measures the drift at every
+# drain that empties the FIFO; once it is more than _RATE_SLACK ticks off the stream's shift, one
+# sample is repeated (a slow IMU) or dropped (a fast one), so the samples stay contiguous on the
+# 10-tick grid and within about 20 ticks of when they were taken. rate_dups and rate_drops count
+# them; the app reports rate_drops with the lost IMU samples.
+#
 # App interface:
 #   imu = ImuCapture(driver, mounting, clock)   # clock: object with clock_now() (the EmgCapture)
 #   imu.start()
 #   n = imu.drain(out, max_samples)   # out: array('h') of >= 6 * max_samples:
 #                                     # ax, ay, az (accel counts), gx, gy, gz (gyro counts), body frame
 #   imu.clock_first                   # device clock of out[0:6]; sample i at clock_first + 10 * i
-#   imu.lost_samples, imu.delivered, imu.overflows, imu.bad_packets, imu.skew_ticks
+#   imu.lost_samples, imu.delivered, imu.overflows, imu.bad_packets, imu.skew_ticks,
+#   imu.rate_dups, imu.rate_drops
 # Pass max_samples >= 128 (a full FIFO) so that an overflowed FIFO is emptied in one drain: the
 # wrap count of the gap after it is resolved at the next packet, one gap at a time.
 # A drain returns only a gap-free run: a packet after a gap waits for the next drain().
@@ -36,6 +45,9 @@ _TICKS_PER_SAMPLE = const(10)
 _ANCHOR_LAG = const(5)
 _HALF_STEP = const(312)  # TS_PER_SAMPLE_100HZ // 2, for rounding
 _HALF_WRAP = const(32768)
+# Drift allowed before a sample is repeated or dropped: the anchor is known to +-5 ticks, so a
+# smaller slack would trade samples back and forth on noise alone.
+_RATE_SLACK = const(15)
 
 
 @micropython.viper
@@ -88,7 +100,9 @@ class ImuCapture:
         self._stash_index = 0
         self._prev_ts = 0
         self._prev_index = -1
-        self._prev_out_index = -1
+        self._prev_out_index = -1  # output slot (sample index + shift) of the last sample delivered
+        self._shift = 0  # slots repeated minus slots dropped so far
+        self._adjust = 0  # +1: repeat a sample at the next chance, -1: drop the next one
         self._clock0 = 0
         self._gap_countdown = -1  # packets left before one that may follow an overflow gap
         self._free_clock = 0  # device clock when an overflowed FIFO was freed
@@ -98,6 +112,8 @@ class ImuCapture:
         self.delivered = 0
         self.overflows = 0
         self.bad_packets = 0
+        self.rate_dups = 0
+        self.rate_drops = 0
 
     def start(self):
         self._reset_state()
@@ -179,16 +195,31 @@ class ImuCapture:
                     self._gap_countdown -= 1
                 self._prev_ts = ts
                 self._prev_index = index
-                if k > 0 and index != self._prev_out_index + 1:
+                if self._adjust < 0:  # a fast IMU: this sample's slot is taken
+                    self._adjust = 0
+                    self._shift -= 1
+                    self.rate_drops += 1
+                    continue
+                if self._adjust > 0 and k > 0 and k < max_samples - 1:
+                    # a slow IMU: the previous sample fills one more slot
+                    self._adjust = 0
+                    self._shift += 1
+                    self.rate_dups += 1
+                    for i in range(6 * k, 6 * k + 6):
+                        out[i] = out[i - 6]
+                    self._prev_out_index += 1
+                    k += 1
+                slot = index + self._shift
+                if k > 0 and slot != self._prev_out_index + 1:
                     # A gap inside this block: keep the packet for the next drain.
                     _unpack(pkt, m, self._stash, 0)
-                    self._stash_index = index
+                    self._stash_index = slot
                     self._have_stash = True
                     break
                 if k == 0:
-                    self.clock_first = self._clock0 + _TICKS_PER_SAMPLE * index
+                    self.clock_first = self._clock0 + _TICKS_PER_SAMPLE * slot
                 _unpack(pkt, m, out, 6 * k)
-                self._prev_out_index = index
+                self._prev_out_index = slot
                 k += 1
             drv.fifo_end()
         if full:
@@ -198,6 +229,12 @@ class ImuCapture:
             self._gap_countdown = avail - read
             self._free_clock = now
         elif read == avail and avail > 0 and self._have_prev:
-            self.skew_ticks = now - _ANCHOR_LAG - (self._clock0 + _TICKS_PER_SAMPLE * self._prev_index)
+            skew = now - _ANCHOR_LAG - (self._clock0 + _TICKS_PER_SAMPLE * self._prev_index)
+            self.skew_ticks = skew
+            off = skew - _TICKS_PER_SAMPLE * self._shift
+            if off > _RATE_SLACK:
+                self._adjust = 1
+            elif off < -_RATE_SLACK:
+                self._adjust = -1
         self.delivered += k
         return k

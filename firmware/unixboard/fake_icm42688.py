@@ -70,6 +70,13 @@ class FakeIcm42688:
         self.produced = 0  # samples the sensor produced since the first power-on (feed index)
         self.dropped = 0  # samples lost to a full FIFO
         self.first_clock = -1  # device clock at which sample 0 was produced
+        # The IMU's own oscillator against the AFE's (the device clock): > 0 runs fast, i.e. more
+        # samples per device second. Percent-level on real parts over temperature. The feed's
+        # samples are still taken one after the other (the motion plays at the IMU's rate), which
+        # is right for timing tests, not for a physical model of the walk.
+        self.rate_error_ppm = 0
+        self._phase = 0  # ppm-weighted ticks since the last sample
+        self.sample_clocks = None  # a list to record each sample's device clock (tests)
         self.exhausted = False
         self._in_txn = False
         self._addr = 0
@@ -88,10 +95,17 @@ class FakeIcm42688:
         period = self._period()
         if period == 0:
             return
-        self._div += 1
-        if self._div < period:
-            return
-        self._div = 0
+        if self.rate_error_ppm:
+            # sample when the IMU's own clock has run one period: period * 1e6 ppm-weighted ticks
+            self._phase += 1_000_000 + self.rate_error_ppm
+            if self._phase < period * 1_000_000:
+                return
+            self._phase -= period * 1_000_000
+        else:
+            self._div += 1
+            if self._div < period:
+                return
+            self._div = 0
         k = self.produced
         pkt = self._packet
         if not self.feed.imu_into(k, pkt, 1):
@@ -99,6 +113,8 @@ class FakeIcm42688:
             return
         if self.first_clock < 0:
             self.first_clock = clock
+        if self.sample_clocks is not None:
+            self.sample_clocks.append(clock)
         self.produced = k + 1
         r[REG_INT_STATUS] |= INT_DATA_RDY
         mode = r[REG_FIFO_CONFIG] >> 6

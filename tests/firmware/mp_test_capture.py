@@ -241,3 +241,65 @@ def test_asyncio_run_flat_out_with_a_draining_task():
     asyncio.run(main())
     assert rig.emg.delivered == 3000 and rig.emg.lost_samples == 0
     assert rig.imu.delivered == 300 and rig.imu.lost_samples == 0
+
+
+_INV_131 = 58031  # 131 * 58031 = 1 (mod 65535): chip_feed.pattern_imu(k, axis) gives k back
+
+
+def _drift_run(ppm, seconds=60):
+    """Capture with the IMU's oscillator ppm off the AFE's. Returns (stamps, chip sample index of
+    each delivered sample, device clock at which the chip took each of its samples, capture)."""
+    rig = Rig()
+    rig.check = False  # repeated and dropped samples: the consumer's own pattern check does not apply
+    rig.clock.imu.rate_error_ppm = ppm
+    rig.clock.imu.sample_clocks = array.array("i")
+    m = rig.mounting
+    j = [c for c in range(3) if m[0][c]][0]  # body x is +-sensor axis j
+    sign = m[0][j]
+    rig.start()
+    stamps = array.array("i")
+    index = array.array("i")
+    for _ in range(seconds * 20):  # 50 ms drains, as the app does
+        rig.clock.advance(50)
+        rig.drain_emg()
+        while True:
+            n = rig.imu.drain(rig.body, IMU_MAX)
+            if n == 0:
+                break
+            first = rig.imu.clock_first
+            for i in range(n):
+                stamps.append(first + 10 * i)
+                v = sign * rig.body[6 * i]
+                index.append(((v + 32767 - 7 - j * 4099) * _INV_131) % 65535)
+    return stamps, index, rig.clock.imu.sample_clocks, rig.imu
+
+
+def _worst_stamp_error(stamps, index, taken, skip=200):
+    return max(abs(stamps[i] - taken[index[i]]) for i in range(skip, len(stamps)))
+
+
+def test_a_drifting_imu_oscillator_stays_on_the_device_clock():
+    for ppm in (20000, -20000):  # 2 % fast and slow: 1.2 s of drift a minute with nominal stamps
+        stamps, index, taken, imu = _drift_run(ppm)
+        # the stream stays contiguous on the 10-tick grid, in the chip's order
+        assert all(stamps[i + 1] - stamps[i] == 10 for i in range(len(stamps) - 1)), ppm
+        assert all(0 <= index[i + 1] - index[i] <= 2 for i in range(len(index) - 1)), ppm
+        assert imu.lost_samples == 0 and imu.overflows == 0
+        # one sample dropped (fast) or repeated (slow) per 50 samples of drift, and counted
+        if ppm > 0:
+            assert imu.rate_dups == 0 and 100 <= imu.rate_drops <= 125, imu.rate_drops
+            assert len(stamps) == len(taken) - imu.rate_drops
+        else:
+            assert imu.rate_drops == 0 and 100 <= imu.rate_dups <= 125, imu.rate_dups
+            assert len(stamps) == len(taken) + imu.rate_dups
+        # every sample stamped within 25 ticks of when the chip took it (by the end of the run,
+        # nominal stamps would be 1200 ticks off)
+        assert _worst_stamp_error(stamps, index, taken) <= 25, ppm
+
+
+def test_a_matched_imu_oscillator_is_never_resampled():
+    stamps, index, taken, imu = _drift_run(0, seconds=30)
+    assert imu.rate_dups == 0 and imu.rate_drops == 0
+    assert len(stamps) == len(taken)
+    assert all(index[i] == i for i in range(len(index)))
+    assert _worst_stamp_error(stamps, index, taken, skip=0) <= 5  # the anchor's +-5 ticks
