@@ -303,3 +303,23 @@ def test_a_matched_imu_oscillator_is_never_resampled():
     assert len(stamps) == len(taken)
     assert all(index[i] == i for i in range(len(index)))
     assert _worst_stamp_error(stamps, index, taken, skip=0) <= 5  # the anchor's +-5 ticks
+
+
+def test_repeating_and_dropping_imu_samples_allocates_nothing():
+    for ppm in (20000, -20000):
+        rig = Rig()
+        rig.clock.imu.rate_error_ppm = ppm
+        rig.start()
+        rig.check = False
+        rig.run(2000)  # anchored, drift measured
+        before = rig.imu.rate_dups + rig.imu.rate_drops
+        for _ in range(200):  # 10 s of 50 ms drains with the heap locked
+            rig.clock.advance(50)
+            rig.drain_emg()
+            micropython.heap_lock()
+            try:
+                while rig.imu.drain(rig.body, IMU_MAX):
+                    pass
+            finally:
+                micropython.heap_unlock()
+        assert rig.imu.rate_dups + rig.imu.rate_drops >= before + 15, ppm
