@@ -2,13 +2,15 @@
 #
 # Works on the raw AFE codes (not on the envelope chain's output), so it needs no shared state
 # with EnvelopeChain. Per sample (viper): min/max, rail hits, two first-order baselines (about
-# 10 Hz and 0.3 Hz; their difference is the low-frequency "motion" band), and a narrow mains
-# band-pass (x minus a Q=30 notch of the same form as the chain's) whose mean |.| gives the
-# mains amplitude. Ranges (viper ints are 32-bit on the ESP32): codes are 24-bit; baselines and
+# 10 Hz and 0.3 Hz; their difference is the low-frequency "motion" band), and two narrow
+# band-passes (x minus a notch of the same form as the chain's): a narrow one (Q=60) on the mains,
+# a wide one (Q=3) 10 Hz below it. sEMG is broadband and fills both by their bandwidths, while a
+# mains line fills the narrow one: the mains amplitude is the narrow band's, less (in power) the
+# sEMG the wide band predicts in it (without that, a 500 uV rms contraction read as 50 uV of mains). Ranges (viper ints are 32-bit on the ESP32): codes are 24-bit; baselines and
 # their differences stay within 2**25; the mains filter runs on codes >> 2 (|x| <= 2**21, L1 norm
 # 2.25 => below 2**24 inside); its |residual| is capped at 2**20 - 1 before summing, so a
 # window of at most 1024 samples sums below 2**30. Window bookkeeping runs once a second, in
-# plain ints. process() allocates nothing.
+# plain ints kept below 2**30 (it runs in the heap-locked sample path). process() allocates nothing.
 import array
 import micropython
 from micropython import const
@@ -25,6 +27,12 @@ _SLOW_SHIFT = const(9)  # baseline 2: a = 1/512, ~0.3 Hz
 # mean |sinusoid| * pi/2 = amplitude; U (4 codes) = 3125/2**15 uV; pi/2 * 3125/2**15 ~ 307/2**11
 _MAINS_NUM = const(307)
 _MAINS_SHIFT = const(11)
+_REF_OFFSET_HZ = const(10)  # the reference band sits this far below the mains
+_REF_Q = 3  # wide: its sEMG power is a steady estimate (about 13 Hz of band each second)
+# sEMG power in the mains band = reference band power * bandwidth ratio (mains/Q) / (ref/_REF_Q):
+# 1/16 at 50 Hz with Q 60 (1/16.7 at 60 Hz)
+_REF_POWER_SHIFT = const(4)
+_MAX_MAINS_UV = const(16383)  # mains estimates are clamped here: squares stay below 2**28
 
 # coefficient slots
 _NK = const(0)
@@ -33,7 +41,10 @@ _NW = const(6)
 _CLIP = const(7)
 _NCH = const(8)
 _CHECK = const(9)
-_N_COEF = const(10)
+_RK = const(10)  # the reference band's notch, slots as _NK, _NR, _NW
+_RR = const(13)
+_RW = const(16)
+_N_COEF = const(17)
 
 # per-channel state slots
 _SEEDED = const(0)
@@ -49,7 +60,12 @@ _NY1 = const(9)
 _NY2 = const(10)
 _MSUM = const(11)
 _PEAK = const(12)
-_NS = const(13)
+_RX1 = const(13)
+_RX2 = const(14)
+_RY1 = const(15)
+_RY2 = const(16)
+_RSUM = const(17)
+_NS = const(18)
 
 
 @micropython.viper
@@ -64,6 +80,13 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
     nre = cf[_NR + 1]
     nrh = cf[_NR + 2]
     nw = cf[_NW]
+    rk = ((cf[_RK] + _B29) & _M30) - _B29
+    rke = cf[_RK + 1]
+    rkh = cf[_RK + 2]
+    rr = ((cf[_RR] + _B29) & _M30) - _B29
+    rre = cf[_RR + 1]
+    rrh = cf[_RR + 2]
+    rw = cf[_RW]
     ch = 0
     while ch < nch:
         b = ch * _NS
@@ -75,6 +98,10 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
             st[b + _NX2] = x >> 2
             st[b + _NY1] = x >> 2
             st[b + _NY2] = x >> 2
+            st[b + _RX1] = x >> 2
+            st[b + _RX2] = x >> 2
+            st[b + _RY1] = x >> 2
+            st[b + _RY2] = x >> 2
             st[b + _SEEDED] = 1
         lo = ((st[b + _MIN] + _B29) & _M30) - _B29
         hi = ((st[b + _MAX] + _B29) & _M30) - _B29
@@ -87,6 +114,11 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
         ny1 = ((st[b + _NY1] + _B29) & _M30) - _B29
         ny2 = ((st[b + _NY2] + _B29) & _M30) - _B29
         msum = st[b + _MSUM]
+        rx1 = ((st[b + _RX1] + _B29) & _M30) - _B29
+        rx2 = ((st[b + _RX2] + _B29) & _M30) - _B29
+        ry1 = ((st[b + _RY1] + _B29) & _M30) - _B29
+        ry2 = ((st[b + _RY2] + _B29) & _M30) - _B29
+        rsum = st[b + _RSUM]
         peak = st[b + _PEAK]
         i = start * nch + ch
         k = 0
@@ -105,7 +137,7 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
                 m = -m
             if m > motion:
                 motion = m
-            # Mains band: x - notch(x), the notch as in emg_envelope (Q=30 here).
+            # Mains band: x - notch(x), the notch as in emg_envelope (Q=60 here).
             xu = x >> 2
             d = ny1 - nx1
             t = nr * (d >> 15) + ((nr * (d & 0x7FFF)) >> 15)
@@ -124,6 +156,24 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
             msum += r
             if chk:
                 peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
+            # the reference band, same filter form
+            d = ry1 - rx1
+            t = rr * (d >> 15) + ((rr * (d & 0x7FFF)) >> 15)
+            u = xu + rx2 - ry2 - ry2 + rw * d + ((t + rrh) >> rre)
+            t = rk * (u >> 15) + ((rk * (u & 0x7FFF)) >> 15)
+            z = ry2 + u - ((t + rkh) >> rke)
+            rx2 = rx1
+            rx1 = xu
+            ry2 = ry1
+            ry1 = z
+            r = xu - z
+            if r < 0:
+                r = -r
+            if r > _CAP:
+                r = _CAP
+            rsum += r
+            if chk:
+                peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
             i += nch
             k += 1
         st[b + _MIN] = lo
@@ -137,6 +187,11 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
         st[b + _NY1] = ny1
         st[b + _NY2] = ny2
         st[b + _MSUM] = msum
+        st[b + _RX1] = rx1
+        st[b + _RX2] = rx2
+        st[b + _RY1] = ry1
+        st[b + _RY2] = ry2
+        st[b + _RSUM] = rsum
         if peak > _M30:
             peak = _M30
         st[b + _PEAK] = peak
@@ -147,6 +202,28 @@ def _uv_to_codes(uv):
     return (uv * (1 << units.EMG_UV_PER_CODE_SHIFT)) // units.EMG_UV_PER_CODE_NUM
 
 
+def _band_uv(mean_abs):
+    """Amplitude in uV of a band's mean |.| (codes >> 2), clamped so that its square is small."""
+    uv = (mean_abs * _MAINS_NUM) >> _MAINS_SHIFT
+    return uv if uv < _MAX_MAINS_UV else _MAX_MAINS_UV
+
+
+def _isqrt(v):
+    """floor(sqrt(v)) for 0 <= v < 2**28, in small ints (no allocation)."""
+    r = 0
+    bit = 1 << 26
+    while bit > v:
+        bit >>= 2
+    while bit:
+        if v >= r + bit:
+            v -= r + bit
+            r = (r >> 1) + bit
+        else:
+            r >>= 1
+        bit >>= 2
+    return r
+
+
 class SignalQuality:
     """Quality flags (hipwire.quality bits) per channel, over consecutive windows of
     `window_samples` (default 1 s). flags() and mains_uv() report the last completed window;
@@ -155,12 +232,12 @@ class SignalQuality:
     Thresholds: LEAD_OFF if the AFE's lead-off bit was set at any time in the window; CLIPPING if
     any code is within `clip_margin_codes` of a rail; FLAT if max - min <= flat_uv; MOTION if the
     0.3-10 Hz band (difference of two baselines) swings beyond motion_uv; MAINS if the mains
-    amplitude (band-pass of +-mains/60 Hz around the mains, mean |.| * pi/2) exceeds mains_limit_uv
+    amplitude (band-pass of +-mains/120 Hz around the mains, mean |.| * pi/2) exceeds mains_limit_uv
     in a window without clipping."""
 
     def __init__(self, n_channels=units.N_EMG, mains_hz=50, in_rate_hz=units.EMG_RATE_HZ,
                  window_samples=None, mains_limit_uv=50, flat_uv=1, motion_uv=1000,
-                 clip_margin_codes=0x8000, mains_q=30, check=False):
+                 clip_margin_codes=0x8000, mains_q=60, check=False):
         window = in_rate_hz if window_samples is None else window_samples
         if not 0 < window <= _MAX_WINDOW:
             raise ValueError("window_samples must be 1..1024 (keeps the mains sum below 2**30)")
@@ -175,6 +252,7 @@ class SignalQuality:
         self._st = array.array("i", bytes(4 * _NS * n_channels))
         self._flags = array.array("i", bytes(4 * n_channels))
         self._mains = array.array("i", bytes(4 * n_channels))
+        self._over = 0  # bit c: channel c's mains estimate was over the limit in the last window
         self._cf[_CLIP] = units.EMG_CODE_MAX + 1 - clip_margin_codes
         self._cf[_NCH] = n_channels
         self._cf[_CHECK] = 1 if check else 0
@@ -186,14 +264,16 @@ class SignalQuality:
     def set_mains_hz(self, hz):
         if hz not in (50, 60):
             raise ValueError("mains_hz must be 50 or 60")
-        k, whole, rest = emg_filters.notch(hz, self.mains_q, self.in_rate_hz)
         cf = self._cf
-        for slot, value in ((_NK, k), (_NR, rest)):
-            c, q = emg_filters.fixed(value)
-            cf[slot] = c
-            cf[slot + 1] = q - 15
-            cf[slot + 2] = 1 << (q - 16)
-        cf[_NW] = whole
+        for f0, kslot, rslot, wslot in ((hz, _NK, _NR, _NW), (hz - _REF_OFFSET_HZ, _RK, _RR, _RW)):
+            q_band = self.mains_q if kslot == _NK else _REF_Q
+            k, whole, rest = emg_filters.notch(f0, q_band, self.in_rate_hz)
+            for slot, value in ((kslot, k), (rslot, rest)):
+                c, q = emg_filters.fixed(value)
+                cf[slot] = c
+                cf[slot + 1] = q - 15
+                cf[slot + 2] = 1 << (q - 16)
+            cf[wslot] = whole
         self.mains_hz = hz
 
     def reset(self):
@@ -206,6 +286,7 @@ class SignalQuality:
             self._open(ch)
         self._lead = 0
         self._in_window = 0
+        self._over = 0
 
     def _open(self, ch):
         b = ch * _NS
@@ -215,6 +296,7 @@ class SignalQuality:
         st[b + _CLIPS] = 0
         st[b + _MOTION] = 0
         st[b + _MSUM] = 0
+        st[b + _RSUM] = 0
 
     def _close(self):
         st = self._st
@@ -230,9 +312,19 @@ class SignalQuality:
                 fl |= quality.FLAT
             if st[b + _MOTION] > self._motion_codes:
                 fl |= quality.MOTION
-            mains = ((st[b + _MSUM] // n) * _MAINS_NUM) >> _MAINS_SHIFT
-            if mains > self.mains_limit_uv and not fl & quality.CLIPPING:
-                fl |= quality.MAINS  # not judged when clipped: a rail step rings the band-pass
+            band = _band_uv(st[b + _MSUM] // n)
+            ref = _band_uv(st[b + _RSUM] // n)
+            excess = band * band - ((ref * ref) >> _REF_POWER_SHIFT)
+            mains = _isqrt(excess) if excess > 0 else 0
+            # The sEMG left in a 1 Hz band still swings by tens of uV from one window to the next,
+            # a mains pick-up is steady: a reading over the limit is MAINS when the last window's
+            # was too, or at once when over twice the limit. Not judged when clipped: a rail step
+            # rings the band-pass.
+            bit = 1 << ch
+            over = mains > self.mains_limit_uv and not fl & quality.CLIPPING
+            if over and (self._over & bit or mains > 2 * self.mains_limit_uv):
+                fl |= quality.MAINS
+            self._over = (self._over | bit) if over else (self._over & ~bit)
             self._mains[ch] = mains
             self._flags[ch] = fl
             self._open(ch)

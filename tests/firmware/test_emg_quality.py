@@ -109,3 +109,19 @@ def test_flags_do_not_depend_on_block_size(tmp_path, block):
     flags, mains = run_quality(codes, tmp_path, block=block)
     assert np.array_equal(flags, ref_flags) and np.array_equal(mains, ref_mains)
     assert ref_flags[-1, 0] == quality.MAINS and ref_flags[-1, 2] == quality.MOTION
+
+
+def test_strong_clean_semg_is_not_mains_and_mains_under_it_still_is(tmp_path):
+    # broadband sEMG has power at 50 Hz too: a strong contraction must not read as mains pick-up,
+    # while a real mains line under the same contraction still must
+    t = t_s()
+    uv = np.stack([clean(21, rms_uv=500), clean(22, rms_uv=800),
+                   clean(23, rms_uv=500) + 80 * np.sin(2 * np.pi * 50 * t), clean(24, rms_uv=30)],
+                  axis=1)
+    flags, mains = run_quality(R.uv_to_codes(uv), tmp_path)
+    assert np.all(flags[:, [0, 1, 3]] & quality.MAINS == 0), (flags, mains)
+    assert np.all(mains[:, [0, 1]] < 30), mains  # the 50 Hz band's share of the sEMG itself
+    # 80 uV reads over the 50 uV limit from the second window (the first settles the filter) and
+    # is flagged once two windows in a row read over it
+    assert np.all(flags[2:, 2] & quality.MAINS), (flags, mains)
+    assert np.all(np.abs(mains[1:, 2] - 80) <= 20), mains
