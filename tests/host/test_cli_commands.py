@@ -91,3 +91,27 @@ def test_stream_and_sync_reach_a_virtual_device(tmp_path):
     proc = _run("--virtual", "--store", str(store), "sync", "--patient", "P-CLI", env_extra=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "0 new session(s)" in proc.stdout
+
+
+def test_stream_dashboard_writes_a_line_a_second_to_a_log_and_redraws_a_terminal(monkeypatch):
+    import io
+    from types import SimpleNamespace
+
+    from hipsync.commands import stream
+    from hipsync.protocol.assembler import LinkStats
+
+    session = SimpleNamespace(device_time_s=1.0, assembler=SimpleNamespace(stats=LinkStats()))
+    now = [100.0]
+    monkeypatch.setattr(stream.time, "monotonic", lambda: now[0])
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for out, per_s in ((io.StringIO(), 1), (Tty(), 4)):
+        board = stream.Dashboard(out)
+        for _ in range(160):  # 4 s of calls every 25 ms
+            board.draw(session)
+            now[0] += 0.025
+        draws = out.getvalue().count("device time")
+        assert per_s * 4 - 1 <= draws <= per_s * 4 + 1, (per_s, draws)

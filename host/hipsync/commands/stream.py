@@ -66,7 +66,8 @@ class Dashboard:
         from hipwire.units import EMG_CHANNELS
 
         now = time.monotonic()
-        if now - self.last_draw < 0.25:
+        # a terminal redraws 4 times a second; a log (not a terminal) gets one line a second
+        if now - self.last_draw < (0.25 if self.out.isatty() else 1.0):
             return
         self.last_draw = now
         stats = session.assembler.stats
