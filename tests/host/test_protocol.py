@@ -312,9 +312,10 @@ def test_a_device_restart_continues_seq_and_clock_after_a_gap():
     out = []
     for data, t in _epoch(200, 1000, 400_000, 100.0):  # 10 s of stream, then the link drops
         out += asm.push_bytes(data, t)
-    # a link drop alone: the device kept counting (its clock where the fit puts it) -> same epoch
-    assert asm.check_device_clock(400_000 + 50 * 200 + 3000, 113.0) == []
-    assert asm.stats.device_restarts == 0
+    # a link drop alone: the device kept counting (its clock where the fit puts it) -> same epoch;
+    # what waited in the look-ahead and the reorder window is released
+    out += asm.check_device_clock(400_000 + 50 * 200 + 3000, 113.0)
+    assert asm.stats.device_restarts == 0 and len(out) == 200
     # the device restarted: 2 s after boot it answers with clock 2000, at host time 120 s
     out += asm.check_device_clock(2000, 120.0)
     assert asm.stats.device_restarts == 1
@@ -336,9 +337,36 @@ def test_a_device_restart_continues_seq_and_clock_after_a_gap():
     assert asm.stats.as_dict()["device_restarts"] == 1
 
 
+def test_a_restart_is_told_from_a_slow_reply_at_any_clock_speed():
+    # the device clock runs 6x faster than host time (the virtual device at a speed-up)
+    def stream(asm, n, seq0, clock0, host0):
+        buf = bytearray(f.MAX_FRAME)
+        for i in range(n):
+            rows = array("i", [1] * 20)
+            k = f.encode_batch(buf, 244, f.ENVELOPE, seq0 + i, clock0 + 50 * i, 10, rows, 0, 5, 4)
+            asm.push_bytes(bytes(buf[:k]), host0 + 50 * i / 6000)
+
+    asm = StreamAssembler()
+    stream(asm, 600, 0, 0, 10.0)  # 30 s of device time in 5 s of host time
+    last = 599 * 50
+    # a reply that took 0.5 s longer than the fastest frames: 3000 ticks behind the fit, but ahead
+    # of the last frame -> no restart
+    asm.check_device_clock(last + 600, 10.0 + 599 * 50 / 6000 + 0.6)
+    assert asm.stats.device_restarts == 0
+    # a stream of 2 s (device), fewer frames than the reorder window waits for, then a reconnect
+    # 4 s (host) later to a device that restarted 1 s (host) ago: its clock (6000 ticks since
+    # boot) is past every frame it sent before, but far behind the fit (26000) -> restart
+    asm2 = StreamAssembler()
+    stream(asm2, 40, 0, 0, 10.0)
+    asm2.check_device_clock(6000, 10.0 + 39 * 50 / 6000 + 4.0)
+    assert asm2.stats.device_restarts == 1 and asm2.stats.frames_received == 40
+    stream(asm2, 5, 0, 6500, 14.5)  # the new epoch's seq 0..4: new frames, not duplicates
+    assert asm2.stats.duplicates == 0 and len(asm2.flush()) == 5
+
+
 def test_device_clock_check_before_any_frame_changes_nothing():
     asm = StreamAssembler()
-    assert asm.check_device_clock(5, 1.0) == []
+    assert asm.check_device_clock(5, 1.0) == []  # nothing received, nothing to release
     out = []
     for data, t in _epoch(40, 0, 7, 1.0):
         out += asm.push_bytes(data, t)

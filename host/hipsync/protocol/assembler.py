@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from hipwire import frames as wire
+from hipwire.units import CLOCK_HZ
 
 from .clock import ClockMap
 from .frames import Batch, Frame, ProtocolError, UnsupportedFrame, decode
@@ -16,9 +17,10 @@ _CLOCK_MOD = 1 << 32
 # A clock step larger than this between neighbouring frames must be confirmed by the next frame
 # before it is believed (one corrupt value must not shift the rest of a recording).
 MAX_CLOCK_STEP_TICKS = 600_000
-# A device clock this far behind where the fit puts it means the device restarted (a link drop
-# alone leaves it running; latency and drift stay well below this).
-RESTART_TOLERANCE_TICKS = 2_000
+# A device clock this far (in host seconds) behind where the fit puts it means the device
+# restarted, even if it is past the last frame's (a link drop alone leaves it running; reply
+# latency stays well below this).
+RESTART_TOLERANCE_S = 2.0
 
 
 def _unwrap(raw: int, ref: int, mod: int) -> int:
@@ -119,15 +121,20 @@ class StreamAssembler:
     # -- device restarts
     def check_device_clock(self, raw_clock: int, host_time_s: float) -> list[Received]:
         """The device's clock as it answered at host_time_s (a TIME_SYNC reply, after a reconnect).
-        If the device restarted since the last frame, the old epoch's frames are released (returned)
-        and the next frames start a new epoch. Returns [] when nothing changed."""
+        Everything received so far is released (returned): the reconnect is a gap anyway, and a
+        restart must not leave old frames waiting among the new epoch's. If the device restarted,
+        the next frames start a new epoch."""
+        out = self.flush()
         if self._clock_ref is None or self.clock_map.n_points == 0:
-            return []  # nothing received yet: the first frames set the time line
+            return out  # nothing received yet: the first frames set the time line
         expected = self.clock_map.device_ticks(host_time_s)
         now = _unwrap((raw_clock + self._clock_base) % _CLOCK_MOD, self._clock_ref, _CLOCK_MOD)
-        if now >= expected - RESTART_TOLERANCE_TICKS:
-            return []
-        out = self.flush()
+        # behind the last frame: a running clock never goes back. Past it but far behind the fit:
+        # a restart longer ago than the stream had run (the tolerance is host time, so that a
+        # slow reply to a device clock running faster than real time is not one)
+        rate = self.clock_map.fit()[1]  # host seconds per device second
+        if now >= self._clock_ref and now >= expected - RESTART_TOLERANCE_S * CLOCK_HZ / rate:
+            return out
         self.stats.device_restarts += 1
         last_seq = self._seq_ref if self._seq_ref is not None else -1
         self._seq_base = last_seq + 1
