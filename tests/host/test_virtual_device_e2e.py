@@ -199,12 +199,15 @@ def test_stream_survives_a_forced_disconnect_and_reports_the_gap(tmp_path):
         session = LiveSession(link, store, sid, authenticate=auth)
         await session.start()
         await session.wait_device_time(session.device_time_s + 4)
+        before_s = session.device_time_s
         link.auto_reconnect = False  # stay away ~4 s of device time, as a walk out of range would
         air.force_disconnect()
         await asyncio.wait_for(link.disconnected.wait(), 10)
         await asyncio.sleep(2.0)
         await link.reconnect()
-        await session.wait_device_time(session.device_time_s + 4, timeout_s=30)
+        # the gap (>= 4 s) and >= 4 s after it: STATUS frames from after the gap carry the
+        # device's count of the frames it dropped while unconnected
+        await session.wait_device_time(before_s + 10, timeout_s=30)
         device_dropped = session.latest_status.fields["frames_dropped"]
         result = await session.stop()
         await link.disconnect()
