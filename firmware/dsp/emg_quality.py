@@ -41,7 +41,7 @@ _NW = const(6)
 _CLIP = const(7)
 _NCH = const(8)
 _CHECK = const(9)
-_RK = const(10)  # the reference band's notch, slots as _NK, _NR, _NW
+_RK = const(10)  # the reference band's notch: _RK, _RR, _RW laid out as _NK, _NR, _NW
 _RR = const(13)
 _RW = const(16)
 _N_COEF = const(17)
@@ -54,13 +54,13 @@ _CLIPS = const(3)
 _BF = const(4)
 _BS = const(5)
 _MOTION = const(6)
-_NX1 = const(7)
+_NX1 = const(7)  # the mains band: _BX1.._BSUM from here (consecutive, in that order)
 _NX2 = const(8)
 _NY1 = const(9)
 _NY2 = const(10)
 _MSUM = const(11)
 _PEAK = const(12)
-_RX1 = const(13)
+_RX1 = const(13)  # the reference band, the same layout
 _RX2 = const(14)
 _RY1 = const(15)
 _RY2 = const(16)
@@ -68,25 +68,67 @@ _RSUM = const(17)
 _NS = const(18)
 
 
+# Per-band slots, from a band's first slot: notch state, then the window's sum of |band|.
+_BX1 = const(0)
+_BX2 = const(1)
+_BY1 = const(2)
+_BY2 = const(3)
+_BSUM = const(4)
+
+
+@micropython.viper
+def _band(codes: ptr32, i: int, n: int, nch: int, st: ptr32, s: int, cf: ptr32, c: int) -> int:
+    """One channel's narrow band, x - notch(x) on codes >> 2 (codes[i], codes[i + nch], ...: n
+    samples), the notch as in emg_envelope with coefficients at cf[c:c + 7] (k, rest: (c, e, half)
+    triples; whole) and state at st[s:s + 5]: adds sum |band| (each capped at _CAP) to the window
+    sum. Returns the OR of the magnitudes of its intermediates (check mode: peak_bits)."""
+    k = ((cf[c] + _B29) & _M30) - _B29
+    ke = cf[c + 1]
+    kh = cf[c + 2]
+    r = ((cf[c + 3] + _B29) & _M30) - _B29
+    re = cf[c + 4]
+    rh = cf[c + 5]
+    w = cf[c + 6]
+    x1 = ((st[s + _BX1] + _B29) & _M30) - _B29
+    x2 = ((st[s + _BX2] + _B29) & _M30) - _B29
+    y1 = ((st[s + _BY1] + _B29) & _M30) - _B29
+    y2 = ((st[s + _BY2] + _B29) & _M30) - _B29
+    total = st[s + _BSUM]
+    peak = 0
+    j = 0
+    while j < n:
+        xu = (((codes[i] + 0x800000) & 0xFFFFFF) - 0x800000) >> 2
+        d = y1 - x1
+        t = r * (d >> 15) + ((r * (d & 0x7FFF)) >> 15)
+        u = xu + x2 - y2 - y2 + w * d + ((t + rh) >> re)
+        t = k * (u >> 15) + ((k * (u & 0x7FFF)) >> 15)
+        z = y2 + u - ((t + kh) >> ke)
+        x2 = x1
+        x1 = xu
+        y2 = y1
+        y1 = z
+        a = xu - z
+        if a < 0:
+            a = -a
+        if a > _CAP:
+            a = _CAP
+        total += a
+        peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
+        i += nch
+        j += 1
+    st[s + _BX1] = x1
+    st[s + _BX2] = x2
+    st[s + _BY1] = y1
+    st[s + _BY2] = y2
+    st[s + _BSUM] = total
+    return peak
+
+
 @micropython.viper
 def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
     nch = cf[_NCH]
     chk = cf[_CHECK]
     clip = cf[_CLIP]
-    nk = ((cf[_NK] + _B29) & _M30) - _B29
-    nke = cf[_NK + 1]
-    nkh = cf[_NK + 2]
-    nr = ((cf[_NR] + _B29) & _M30) - _B29
-    nre = cf[_NR + 1]
-    nrh = cf[_NR + 2]
-    nw = cf[_NW]
-    rk = ((cf[_RK] + _B29) & _M30) - _B29
-    rke = cf[_RK + 1]
-    rkh = cf[_RK + 2]
-    rr = ((cf[_RR] + _B29) & _M30) - _B29
-    rre = cf[_RR + 1]
-    rrh = cf[_RR + 2]
-    rw = cf[_RW]
     ch = 0
     while ch < nch:
         b = ch * _NS
@@ -109,17 +151,6 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
         bf = ((st[b + _BF] + _B29) & _M30) - _B29
         bs = ((st[b + _BS] + _B29) & _M30) - _B29
         motion = st[b + _MOTION]
-        nx1 = ((st[b + _NX1] + _B29) & _M30) - _B29
-        nx2 = ((st[b + _NX2] + _B29) & _M30) - _B29
-        ny1 = ((st[b + _NY1] + _B29) & _M30) - _B29
-        ny2 = ((st[b + _NY2] + _B29) & _M30) - _B29
-        msum = st[b + _MSUM]
-        rx1 = ((st[b + _RX1] + _B29) & _M30) - _B29
-        rx2 = ((st[b + _RX2] + _B29) & _M30) - _B29
-        ry1 = ((st[b + _RY1] + _B29) & _M30) - _B29
-        ry2 = ((st[b + _RY2] + _B29) & _M30) - _B29
-        rsum = st[b + _RSUM]
-        peak = st[b + _PEAK]
         i = start * nch + ch
         k = 0
         while k < n:
@@ -137,43 +168,6 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
                 m = -m
             if m > motion:
                 motion = m
-            # Mains band: x - notch(x), the notch as in emg_envelope (Q=60 here).
-            xu = x >> 2
-            d = ny1 - nx1
-            t = nr * (d >> 15) + ((nr * (d & 0x7FFF)) >> 15)
-            u = xu + nx2 - ny2 - ny2 + nw * d + ((t + nrh) >> nre)
-            t = nk * (u >> 15) + ((nk * (u & 0x7FFF)) >> 15)
-            z = ny2 + u - ((t + nkh) >> nke)
-            nx2 = nx1
-            nx1 = xu
-            ny2 = ny1
-            ny1 = z
-            r = xu - z
-            if r < 0:
-                r = -r
-            if r > _CAP:
-                r = _CAP
-            msum += r
-            if chk:
-                peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
-            # the reference band, same filter form
-            d = ry1 - rx1
-            t = rr * (d >> 15) + ((rr * (d & 0x7FFF)) >> 15)
-            u = xu + rx2 - ry2 - ry2 + rw * d + ((t + rrh) >> rre)
-            t = rk * (u >> 15) + ((rk * (u & 0x7FFF)) >> 15)
-            z = ry2 + u - ((t + rkh) >> rke)
-            rx2 = rx1
-            rx1 = xu
-            ry2 = ry1
-            ry1 = z
-            r = xu - z
-            if r < 0:
-                r = -r
-            if r > _CAP:
-                r = _CAP
-            rsum += r
-            if chk:
-                peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
             i += nch
             k += 1
         st[b + _MIN] = lo
@@ -182,19 +176,15 @@ def _scan(codes: ptr32, start: int, n: int, st: ptr32, cf: ptr32):
         st[b + _BF] = bf
         st[b + _BS] = bs
         st[b + _MOTION] = motion
-        st[b + _NX1] = nx1
-        st[b + _NX2] = nx2
-        st[b + _NY1] = ny1
-        st[b + _NY2] = ny2
-        st[b + _MSUM] = msum
-        st[b + _RX1] = rx1
-        st[b + _RX2] = rx2
-        st[b + _RY1] = ry1
-        st[b + _RY2] = ry2
-        st[b + _RSUM] = rsum
-        if peak > _M30:
-            peak = _M30
-        st[b + _PEAK] = peak
+        # the mains band and the reference band, one pass each over the block
+        i = start * nch + ch
+        peak = int(_band(codes, i, n, nch, st, b + _NX1, cf, _NK))
+        peak = peak | int(_band(codes, i, n, nch, st, b + _RX1, cf, _RK))
+        if chk:
+            peak = peak | st[b + _PEAK]
+            if peak > _M30:
+                peak = _M30
+            st[b + _PEAK] = peak
         ch += 1
 
 
