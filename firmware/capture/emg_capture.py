@@ -55,6 +55,11 @@ _N_STATE = const(11)
 _SLOT = const(6)
 
 
+def _word(slot):
+    """A read-only attribute showing one state word."""
+    return property(lambda self: self._st[slot])
+
+
 class EmgCapture:
     def __init__(self, afe, drdy_pin, counter, ring_samples=256):
         self.afe = afe
@@ -78,35 +83,14 @@ class EmgCapture:
             st[i] = 0
         st[_CAP] = self._cap
 
-    # counters (kept in the state words)
-    @property
-    def missed(self):
-        return self._st[_MISSED]
-
-    @property
-    def overruns(self):
-        return self._st[_OVERRUNS]
-
-    @property
-    def duplicate_irqs(self):
-        return self._st[_DUPLICATES]
-
-    @property
-    def torn_reads(self):
-        return self._st[_TORN]
-
-    @property
-    def bad_frames(self):
-        return self._st[_BAD]
-
-    @property
-    def delivered(self):
-        return self._st[_DELIVERED]
-
-    @property
-    def clock_first(self):
-        """Clock of the first sample the last drain() returned."""
-        return self._st[_CLOCK_FIRST]
+    # counters, and the clock of the first sample the last drain() returned (state words)
+    missed = _word(_MISSED)
+    overruns = _word(_OVERRUNS)
+    duplicate_irqs = _word(_DUPLICATES)
+    torn_reads = _word(_TORN)
+    bad_frames = _word(_BAD)
+    delivered = _word(_DELIVERED)
+    clock_first = _word(_CLOCK_FIRST)
 
     @property
     def lost_samples(self):
