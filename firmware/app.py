@@ -27,6 +27,7 @@ from hipwire import units
 from link.ble_server import BleServer
 from link.control import Control
 from link.streamer import SLOT_BYTES, Streamer
+from store import calibration
 
 FIRMWARE_VERSION = (0, 1, 0)
 
@@ -57,10 +58,11 @@ def _log(msg):
 
 class App:
     def __init__(self, board, ble, device_id, auth=None, sessions=None, log=_log,
-                 watchdog_check_ms=_STALE_BEATS_MS // 2):
+                 watchdog_check_ms=_STALE_BEATS_MS // 2, calibration_path=None):
         """board: board.hw.build(); ble: bluetooth.BLE(); auth: an authenticator with
         is_authenticated(conn) and its command handlers (None: the sync/auth service provides it);
-        sessions: the flash log's command handlers (None: no recording)."""
+        sessions: the flash log's command handlers (None: no recording); calibration_path: where
+        the standing calibration survives a restart (None: kept in RAM only)."""
         self.board = board
         self.log = log
         self.device_id = device_id
@@ -71,6 +73,11 @@ class App:
         self.envelope = EnvelopeChain()
         self.quality = SignalQuality()
         self.pelvis = PelvisEstimator()
+        self.calibration_path = calibration_path
+        if calibration_path is not None:
+            saved = calibration.load(calibration_path)
+            if saved is not None:
+                self.pelvis.set_mounting(saved)
         self.gait = GaitDetector()
         self.streamer = Streamer()
         self.server = BleServer(ble, device_id)
@@ -374,7 +381,14 @@ class App:
             self.pelvis.begin_standing_calibration()
             return cmd.OK, (step, 1)
         if step == cmd.CAL_STANDING_END:
-            return cmd.OK, (step, 1 if self.pelvis.end_standing_calibration() else 0)
+            if not self.pelvis.end_standing_calibration():
+                return cmd.OK, (step, 0)
+            if self.calibration_path is not None:
+                try:
+                    calibration.save(self.pelvis.mounting(), self.calibration_path)
+                except OSError as e:  # measured all the same; only a restart would lose it
+                    self.log("standing calibration not saved: %r" % e)
+            return cmd.OK, (step, 1)
         channel = step & 0x0F
         if channel >= units.N_EMG:
             return cmd.ERR_BAD_ARG
@@ -526,5 +540,6 @@ async def main():
     if secret is None:
         _log("not provisioned: every protected command is refused (run `make deploy`)")
     svc = SyncService(FlashLog("log"), Authenticator(secret, board.device_id), clock=clock)
-    app = App(board, ble, board.device_id, auth=svc, sessions=svc)
+    app = App(board, ble, board.device_id, auth=svc, sessions=svc,
+              calibration_path=calibration.CALIBRATION_PATH)
     await app.run()

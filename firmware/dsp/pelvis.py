@@ -235,6 +235,19 @@ class PelvisEstimator:
         self.calibrated = True
         return True
 
+    def mounting(self):
+        """The standing calibration (mounting quaternion, 4 ints Q14), or None before one."""
+        if not self.calibrated:
+            return None
+        return tuple(self._get(_MW + i) for i in range(4))
+
+    def set_mounting(self, m):
+        """Restore a standing calibration that mounting() gave."""
+        for i in range(4):
+            self._set(_MW + i, int(m[i]))
+        self._set(_FLAGS, self._get(_FLAGS) | _F_HEAD_RESET)
+        self.calibrated = True
+
     @property
     def accel_rejected(self):
         return bool(self._get(_FLAGS) & _F_REJECTED)

@@ -126,8 +126,8 @@ class LiveSession:
             self._store(received)
         if self.assembler.stats.device_restarts > restarts:
             self.result.device_restarts += 1
-            log.warning("the device restarted during the session: its stream continues after a gap "
-                        "(its standing and MVC calibrations were lost with the restart)")
+            log.warning("the device restarted during the session: its stream continues after a "
+                        "gap (the standing calibration is kept in its flash, MVCs in the store)")
         await self.link.command(cmd.OP_STREAM_START, cmd.MODE_PROCESSED)
 
     async def stop(self) -> SessionResult:
