@@ -26,8 +26,11 @@ DEVICE_ID = bytes.fromhex(VIRTUAL_DEVICE_ID)
 
 
 def test_a_device_restart_mid_session_continues_the_session_after_a_gap(tmp_path, monkeypatch):
-    scen = scenario.build(PatientConfig(seed=4), tmp_path / "patient",
-                          tasks=[T.rest(2.0), T.walking(40.0)])
+    # a sensor 10 deg off the pelvis' standing pose: the standing calibration takes that out
+    scen = scenario.build(PatientConfig(seed=4, standing_pose_deg=(3.0, 10.0, 0.0)),
+                          tmp_path / "patient",
+                          tasks=[T.rest(6.0), T.standing_calibration(6.0), T.rest(1.0),
+                                 T.walking(40.0)])
     fs_dir = tmp_path / "device-fs"
     secret = provision_virtual(fs_dir, DEVICE_ID, store=SecretStore(tmp_path / "secrets.json")).secret
     store = open_store(tmp_path / "store.sqlite3")
@@ -49,7 +52,9 @@ def test_a_device_restart_mid_session_continues_the_session_after_a_gap(tmp_path
             sid = store.create_session("RESTART-1", found[0].address, firmware_version="0.1.0")
             session = LiveSession(link, store, sid, authenticate=auth)
             await session.start()
-            await session.wait_device_time(6.0)
+            calibrated = await session.run_step(scen.steps[0])
+            assert calibrated.name == "standing" and calibrated.value == 1  # the pose was held
+            await session.wait_device_time(20.0)
             before_s = session.device_time_s
             await asyncio.to_thread(device.stop)  # power lost; back on the same flash
             await asyncio.to_thread(device.start)
@@ -76,3 +81,12 @@ def test_a_device_restart_mid_session_continues_the_session_after_a_gap(tmp_path
     assert np.sum(np.abs(np.diff(steps[steps < 0.5]))) < 1e-6  # 100 Hz on both sides of the gap
     # the gap is counted as lost samples, as the link statistics report it
     assert result.link_stats["envelope_samples_lost"] >= round(steps[gap] * 100) - 2
+    # the restarted device kept its standing calibration: walking angles on both sides of the
+    # restart are relative to the same standing pose (uncalibrated, tilt would read 10 deg more)
+    pt = s.pelvis_t_s
+    pre = (pt > 15.0) & (pt < before_s)
+    post = pt > t[gap + 1] + 1.0
+    assert pre.sum() > 200 and post.sum() > 200
+    for k in range(2):  # obliquity, tilt
+        shift = np.median(s.pelvis_deg[post, k]) - np.median(s.pelvis_deg[pre, k])
+        assert abs(shift) < 1.5, (k, shift)
