@@ -140,33 +140,14 @@ class Icm42688:
         self.write_reg(REG_SIGNAL_PATH_RESET, FIFO_FLUSH)
 
     # --- FIFO ------------------------------------------------------------------------------------
-    # The FIFO calls run every drain (twice per 10 ms app step): native, and each one bus
-    # transaction written out rather than through read_reg/read_into, which saves two Python calls.
-    @micropython.native
+    # fifo_status() and the fifo_* reads run every drain (every 50 ms): native, and each bus
+    # transaction written out rather than through read_reg/read_into, which saves Python calls.
     def int_status(self):
         """INT_STATUS (clears on read): FIFO_FULL tells the FIFO reached 2 KB since the last read."""
-        addr = self._addr
-        one = self._one
-        cs = self.cs
-        spi = self.spi
-        addr[0] = REG_INT_STATUS | _READ
-        cs.value(0)
-        spi.write(addr)
-        spi.readinto(one, 0)
-        cs.value(1)
-        return one[0]
+        return self.read_reg(REG_INT_STATUS)
 
-    @micropython.native
     def fifo_bytes(self):
-        addr = self._addr
-        two = self._two
-        cs = self.cs
-        spi = self.spi
-        addr[0] = REG_FIFO_COUNTH | _READ
-        cs.value(0)
-        spi.write(addr)
-        spi.readinto(two, 0)
-        cs.value(1)
+        two = self.read_into(REG_FIFO_COUNTH, self._two)
         return (two[0] << 8) | two[1]
 
     @micropython.native
