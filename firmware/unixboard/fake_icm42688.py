@@ -65,7 +65,6 @@ class FakeIcm42688:
         self.fifo_len = 0
         self._packet = bytearray(PACKET_BYTES)
         self._ts_start = ts_start
-        self._div = 0
         self._count_latch = 0
         self.produced = 0  # samples the sensor produced since the first power-on (feed index)
         self.dropped = 0  # samples lost to a full FIFO
@@ -90,22 +89,16 @@ class FakeIcm42688:
     def tick(self, clock):
         r = self.regs
         if (r[REG_PWR_MGMT0] & 0x0F) != 0x0F or self.exhausted:
-            self._div = 0
+            self._phase = 0
             return
         period = self._period()
         if period == 0:
             return
-        if self.rate_error_ppm:
-            # sample when the IMU's own clock has run one period: period * 1e6 ppm-weighted ticks
-            self._phase += 1_000_000 + self.rate_error_ppm
-            if self._phase < period * 1_000_000:
-                return
-            self._phase -= period * 1_000_000
-        else:
-            self._div += 1
-            if self._div < period:
-                return
-            self._div = 0
+        # sample when the IMU's own clock has run one period: period * 1e6 ppm-weighted ticks
+        self._phase += 1_000_000 + self.rate_error_ppm
+        if self._phase < period * 1_000_000:
+            return
+        self._phase -= period * 1_000_000
         k = self.produced
         pkt = self._packet
         if not self.feed.imu_into(k, pkt, 1):
@@ -200,7 +193,7 @@ class FakeIcm42688:
         if a == REG_DEVICE_CONFIG and v & 0x01:
             self.regs[:] = _reset_values()
             self.flush()
-            self._div = 0
+            self._phase = 0
             return
         if a == REG_SIGNAL_PATH_RESET:
             if v & 0x02:
@@ -208,7 +201,7 @@ class FakeIcm42688:
             return
         self.regs[a] = v
         if a == REG_PWR_MGMT0 and (v & 0x0F) != 0x0F:
-            self._div = 0
+            self._phase = 0
 
     def _next_addr(self, a):
         return a if a == REG_FIFO_DATA else (a + 1) & 0x7F
