@@ -19,7 +19,7 @@
 # that much: 1 % is 0.6 s per minute, more than a step. skew_ticks measures the drift at every
 # drain that empties the FIFO; once it is more than _RATE_SLACK ticks off the stream's shift, one
 # sample is repeated (a slow IMU) or dropped (a fast one), so the samples stay contiguous on the
-# 10-tick grid and within about 20 ticks of when they were taken. rate_dups and rate_drops count
+# 10-tick grid and within about 15 ticks of when they were taken (measured at +-2 %). rate_dups and rate_drops count
 # them; the app reports rate_drops with the lost IMU samples.
 #
 # App interface:

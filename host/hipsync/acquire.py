@@ -117,8 +117,9 @@ class LiveSession:
             await self.authenticate(self.link)
         _, values = await self.link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
         answered_s = self.link.clock()
-        # After a reconnect: a device that restarted counts its seq and clock from 0 again. Its
-        # old frames (already queued; the stream is stopped until STREAM_START) go in first.
+        # After a reconnect: a device that restarted counts its seq and clock from 0 again, and
+        # streams only after STREAM_START; what is queued now came before this reply (from the old
+        # connection, or from a device that kept streaming through the drop) and goes in first.
         while not self.link.stream_queue.empty():
             self._ingest(*self.link.stream_queue.get_nowait())
         restarts = self.assembler.stats.device_restarts
