@@ -81,7 +81,7 @@ def _band(codes: ptr32, i: int, n: int, nch: int, st: ptr32, s: int, cf: ptr32, 
     """One channel's narrow band, x - notch(x) on codes >> 2 (codes[i], codes[i + nch], ...: n
     samples), the notch as in emg_envelope with coefficients at cf[c:c + 7] (k, rest: (c, e, half)
     triples; whole) and state at st[s:s + 5]: adds sum |band| (each capped at _CAP) to the window
-    sum. Returns the OR of the magnitudes of its intermediates (check mode: peak_bits)."""
+    sum. Returns the OR of the magnitudes of its intermediates in check mode (peak_bits), else 0."""
     k = ((cf[c] + _B29) & _M30) - _B29
     ke = cf[c + 1]
     kh = cf[c + 2]
@@ -94,6 +94,7 @@ def _band(codes: ptr32, i: int, n: int, nch: int, st: ptr32, s: int, cf: ptr32, 
     y1 = ((st[s + _BY1] + _B29) & _M30) - _B29
     y2 = ((st[s + _BY2] + _B29) & _M30) - _B29
     total = st[s + _BSUM]
+    chk = cf[_CHECK]
     peak = 0
     j = 0
     while j < n:
@@ -113,7 +114,8 @@ def _band(codes: ptr32, i: int, n: int, nch: int, st: ptr32, s: int, cf: ptr32, 
         if a > _CAP:
             a = _CAP
         total += a
-        peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
+        if chk:
+            peak = peak | (u ^ (u >> 31)) | (z ^ (z >> 31)) | (d ^ (d >> 31))
         i += nch
         j += 1
     st[s + _BX1] = x1
