@@ -23,6 +23,7 @@ from dsp.pelvis import PelvisEstimator
 from hipwire import commands as cmd
 from hipwire import frames as wire
 from hipwire import rawcodec
+from hipwire import records
 from hipwire import units
 from link.ble_server import BleServer
 from link.control import Control
@@ -62,7 +63,7 @@ class App:
         """board: board.hw.build(); ble: bluetooth.BLE(); auth: an authenticator with
         is_authenticated(conn) and its command handlers (None: the sync/auth service provides it);
         sessions: the flash log's command handlers (None: no recording); calibration_path: where
-        the standing calibration survives a restart (None: kept in RAM only)."""
+        the standing calibration and the MVCs survive a restart (None: kept in RAM only)."""
         self.board = board
         self.log = log
         self.device_id = device_id
@@ -74,10 +75,12 @@ class App:
         self.quality = SignalQuality()
         self.pelvis = PelvisEstimator()
         self.calibration_path = calibration_path
-        if calibration_path is not None:
-            saved = calibration.load(calibration_path)
-            if saved is not None:
-                self.pelvis.set_mounting(saved)
+        # what every recording's calibration record carries (hipwire.records)
+        self.cal = (calibration.load(calibration_path) if calibration_path is not None
+                    else calibration.Calibration())
+        if self.cal.mounting is not None:
+            self.pelvis.set_mounting(self.cal.mounting)
+        self.cal_frame = bytearray(records.CALIBRATION_SIZE)
         self.gait = GaitDetector()
         self.streamer = Streamer()
         self.server = BleServer(ble, device_id)
@@ -91,6 +94,8 @@ class App:
             cmd.OP_SET_CONFIG: self._cmd_set_config,
             cmd.OP_CALIBRATE: self._cmd_calibrate,
             cmd.OP_TIME_SYNC: self._cmd_time_sync,
+            cmd.OP_SET_MVC: self._cmd_set_mvc,
+            cmd.OP_CAL_INFO: self._cmd_cal_info,
         }
         for extra in (auth, sessions):
             if extra is not None:
@@ -98,6 +103,7 @@ class App:
         self.control = Control(handlers, auth if auth is not None else _Open(), log)
         if sessions is not None:
             sessions.attach(self.server, self.control.reply)
+            sessions.on_start = self._recording_started
             self.streamer.record = self._record
         # preallocated working buffers: the sample path allocates nothing
         self.codes = array("i", bytes(4 * units.N_EMG * _EMG_BLOCK))
@@ -154,6 +160,15 @@ class App:
 
     async def _sync_chunks(self, me):
         await self.sessions.run(self.server)
+
+    def _recording_started(self):
+        """A session has just opened (button or REC_START): its first record says whether its
+        pelvis angles are relative to a standing calibration, since when, and the MVCs."""
+        cal = self.cal
+        flags = cmd.CAL_HAS_STANDING if self.pelvis.calibrated else 0
+        n = records.encode_calibration(self.cal_frame, self.emg.clock_now(), flags,
+                                       cal.standing_unix if flags else 0, cal.mvc_uv, cal.mvc_unix)
+        self.sessions.append(self.cal_frame, n)
 
     def _record(self, buf, n):
         if self.sessions.recording():
@@ -383,11 +398,10 @@ class App:
         if step == cmd.CAL_STANDING_END:
             if not self.pelvis.end_standing_calibration():
                 return cmd.OK, (step, 0)
-            if self.calibration_path is not None:
-                try:
-                    calibration.save(self.pelvis.mounting(), self.calibration_path)
-                except OSError as e:  # measured all the same; only a restart would lose it
-                    self.log("standing calibration not saved: %r" % e)
+            self.cal.mounting = tuple(self.pelvis.mounting())
+            self.cal.standing_unix = self._unix_now()
+            if not self._save_calibration():  # measured all the same; only a restart loses it
+                self.log("standing calibration not saved")
             return cmd.OK, (step, 1)
         channel = step & 0x0F
         if channel >= units.N_EMG:
@@ -402,6 +416,44 @@ class App:
             self.mvc_channel = -1
             return cmd.OK, (step, self.mvc_peak_uv)
         return cmd.ERR_BAD_ARG
+
+    def _cmd_set_mvc(self, args, conn):
+        """The MVCs the host accepted (uV per channel, 0 = none): replace the four kept ones."""
+        for v in args:
+            if v >= 1 << 30:  # an envelope is never near this; keeps ESP32 small ints
+                return cmd.ERR_BAD_ARG
+        cal = self.cal
+        for c in range(units.N_EMG):
+            cal.mvc_uv[c] = args[c]
+        cal.mvc_unix = self._unix_now() if cal.has_mvc() else 0
+        if not self._save_calibration():
+            return cmd.ERR_STORAGE  # kept in RAM until a restart; the host may try again
+        return cmd.OK
+
+    def _cmd_cal_info(self, args, conn):
+        cal = self.cal
+        calibrated = self.pelvis.calibrated
+        m = cal.mvc_uv
+        return cmd.OK, (cmd.CAL_HAS_STANDING if calibrated else 0,
+                        cal.standing_unix if calibrated else 0, m[0], m[1], m[2], m[3],
+                        cal.mvc_unix)
+
+    def _save_calibration(self):
+        if self.calibration_path is None:
+            return True
+        try:
+            calibration.save(self.cal, self.calibration_path)
+            return True
+        except OSError as e:
+            self.log("calibration not saved: %r" % e)
+            return False
+
+    def _unix_now(self):
+        """Unix seconds now from the last TIME_SYNC, 0 without one since boot."""
+        if self.time_anchor is None:
+            return 0
+        host_ms, at = self.time_anchor
+        return (host_ms + self.emg.clock_now() - at) // 1000
 
     def _cmd_time_sync(self, args, conn):
         clock = self.emg.clock_now()
@@ -499,14 +551,18 @@ class App:
             await asyncio.sleep_ms(100)
 
     def ui_tick(self, tick):
-        """Every 100 ms: the LED pattern (solid while streaming to a host, slow blink while
-        recording, a short blip every 2 s when idle) and the button (held 2 s: start or stop a
-        recording)."""
+        """Every 100 ms: the LED pattern and the button (held 2 s: start or stop a recording).
+        LED (docs/STORAGE.md): recording - slow blink, 0.5 s on / 0.5 s off (whether or not a host
+        streams too); flash full, not recording - fast blink, 0.1 s on / 0.1 s off; streaming to a
+        host - solid; idle - a 0.1 s blip every 2 s."""
         led = self.board.led
-        if self.streamer.live and self.server.connected:
-            led.value(1)
-        elif self.sessions is not None and self.sessions.recording():
+        sessions = self.sessions
+        if sessions is not None and sessions.recording():
             led.value(tick % 10 < 5)
+        elif sessions is not None and sessions.state_flags() & wire.STATE_FLASH_FULL:
+            led.value(tick % 2 == 0)
+        elif self.streamer.live and self.server.connected:
+            led.value(1)
         else:
             led.value(tick % 20 == 0)
         if self.sessions is not None:

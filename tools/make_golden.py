@@ -59,7 +59,8 @@ def main() -> None:
     for name, op, token, args in (("cmd_stream_start_raw", c.OP_STREAM_START, 3, [c.MODE_RAW]),
                                   ("cmd_session_read", c.OP_SESSION_READ, 9, [2, 4096, 65536]),
                                   ("cmd_time_sync", c.OP_TIME_SYNC, 10, [1763700000123]),
-                                  ("cmd_info", c.OP_INFO, 1, [])):
+                                  ("cmd_info", c.OP_INFO, 1, []),
+                                  ("cmd_set_mvc", c.OP_SET_MVC, 11, [412, 388, 0, 164])):
         vectors.append({"name": name, "kind": "command",
                         "args": {"op": op, "token": token, "values": args},
                         "hex": c.encode_command(op, token, *args).hex(),
@@ -67,7 +68,10 @@ def main() -> None:
     for name, op, token, status, args in (
             ("resp_info", c.OP_INFO, 1, c.OK, [0, 1, 0, f.VERSION, 1000, 100, 4, "a1b2c3d4e5f6", 1]),
             ("resp_auth_required", c.OP_STREAM_START, 3, c.ERR_AUTH_REQUIRED, []),
-            ("resp_time_sync", c.OP_TIME_SYNC, 10, c.OK, [5000])):
+            ("resp_time_sync", c.OP_TIME_SYNC, 10, c.OK, [5000]),
+            ("resp_cal_info", c.OP_CAL_INFO, 12, c.OK,
+             [c.CAL_HAS_STANDING, 1764600000, 412, 388, 0, 164, 1764600300]),
+            ("resp_rec_status", c.OP_REC_STATUS, 13, c.OK, [c.REC_RECORDING, 7, 95, 91234, 13800])):
         packed = [bytes.fromhex(a) if isinstance(a, str) else a for a in args]
         n = c.encode_response(buf, token, op, status, *packed)
         vectors.append({"name": name, "kind": "response",
@@ -86,6 +90,18 @@ def main() -> None:
     n = r.encode_record(out, frame, len(frame))
     vectors.append({"name": "record_of_event", "kind": "record", "args": {"frame": frame.hex()},
                     "hex": out[:n].hex(), "decoded": {"frame": frame.hex()}})
+    # the calibration record a recording starts with: kind "record" (the flash record around it),
+    # with the fields in args/decoded["calibration"] (test_sync.py, mp_test_flashlog.py)
+    fields = {"clock": 73500, "flags": r.CAL_HAS_STANDING, "standing_unix": 1764600000,
+              "mvc_uv": [412, 388, 0, 164], "mvc_unix": 1764600300}
+    cal = bytearray(r.CALIBRATION_SIZE)
+    n = r.encode_calibration(cal, fields["clock"], fields["flags"], fields["standing_unix"],
+                             fields["mvc_uv"], fields["mvc_unix"])
+    out = bytearray(r.record_size(n))
+    m = r.encode_record(out, cal, n)
+    vectors.append({"name": "record_of_calibration", "kind": "record",
+                    "args": {"frame": cal[:n].hex(), "calibration": fields},
+                    "hex": out[:m].hex(), "decoded": {"frame": cal[:n].hex(), "calibration": fields}})
     text = json.dumps({"version": f.VERSION, "vectors": vectors}, indent=1, sort_keys=True)
     (ROOT / "shared" / "hipwire" / "golden.json").write_text(text + "\n")
     print(f"wrote {len(vectors)} vectors")

@@ -17,6 +17,8 @@
 # Responses (formats in hipwire.commands.OPS):
 #   REC_START -> session id | ERR_BUSY (already recording) | ERR_STORAGE (flash full)
 #   REC_STOP -> id of the session stopped, 0 when none was recording
+#   REC_STATUS -> flags (REC_RECORDING, REC_FLASH_FULL), open session id (0 none), seconds
+#       recorded (device clock), bytes recorded, flash free (KiB)
 #   SESSION_LIST(first_id) -> count + entries with id >= first_id, as many as fit (page with the
 #       last id + 1 until count is 0)
 #   SESSION_READ(id, offset, length) -> (id, offset, length clipped to the session) | ERR_NOT_FOUND
@@ -34,7 +36,9 @@
 #   svc.attach(app.server, app.control.reply)   # where handlers write payloads; att_payload; epoch
 #   handlers() -> {op: fn(args, conn)} returning (status, payload_len) (Control's contract)
 #   is_authenticated(conn), set_time_anchor(host_unix_ms, clock), state_flags(), free_kib(),
-#   recording(), poll_button(pin) (hold 2 s to start / stop recording), append(frame, n)
+#   recording(), poll_button(pin) (hold 2 s of device clock to start / stop recording),
+#   append(frame, n); on_start: called (no arguments) right after a session opened, by button or
+#   REC_START, so the app writes the session's first record (its calibration record)
 # is_authenticated also compares the server's connection counter with the one at authentication,
 # so a new central that gets the same connection handle never inherits an authentication even if
 # the disconnect hook was missed.
@@ -51,6 +55,8 @@ from store.flashlog import (CRC, FLAGS, ID, SIZE, START, CrcMismatch, FlashFull,
 _MAX_ATT_PAYLOAD = const(509)
 _MAX_CHUNK_DATA = const(499)  # 509 - CHUNK_HEADER_SIZE - CRC_SIZE
 _CHUNKS_PER_PUMP = const(8)  # then yield to the other tasks
+_HOLD_TICKS = const(2000)  # button hold that starts / stops a recording: 2 s of sample clock
+_POLL_TICKS = const(100)  # the ui task's poll period, for a service without a clock
 
 
 def respond(buf, token, op, status, payload_len):
@@ -61,8 +67,8 @@ def respond(buf, token, op, status, payload_len):
 
 class SyncService:
     HANDLED_OPS = (cmd.OP_AUTH_CHALLENGE, cmd.OP_AUTH_RESPONSE, cmd.OP_REC_START,
-                   cmd.OP_REC_STOP, cmd.OP_SESSION_LIST, cmd.OP_SESSION_READ,
-                   cmd.OP_SESSION_CONFIRM, cmd.OP_ERASE)
+                   cmd.OP_REC_STOP, cmd.OP_REC_STATUS, cmd.OP_SESSION_LIST,
+                   cmd.OP_SESSION_READ, cmd.OP_SESSION_CONFIRM, cmd.OP_ERASE)
 
     def __init__(self, log, authenticator, clock=None):
         self.log = log
@@ -85,7 +91,11 @@ class SyncService:
         self._server = None
         self.reply = None
         self._auth_epoch = -1
-        self._held_polls = 0
+        self._released_at = -1  # device clock of the last poll that saw the button up
+        self._held_ticks = 0  # without a clock: polls x _POLL_TICKS
+        self._button_done = False  # this press acted already: nothing until it is released
+        self._rec_start_clock = 0
+        self.on_start = None
 
     # ------------------------------------------------------------ app interface
     def attach(self, server, reply):
@@ -143,23 +153,68 @@ class SyncService:
         """Record one frame while a session is open (see FlashLog.append)."""
         return self.log.append(frame, n)
 
-    def poll_button(self, pin, hold_polls=20):
-        """Call every 100 ms: holding the button (active low) for hold_polls polls starts a
-        session, or stops the one recording. Nothing happens again until it is released."""
+    def _now(self):
+        return self._clock() if self._clock else None
+
+    def start_recording(self):
+        """Open a session (FlashLog.start) and let the app write its first record; returns its id.
+        Raises SessionOpen, FlashFull, OSError as FlashLog.start does."""
+        now = self._now()
+        sid = self.log.start(now)
+        self._rec_start_clock = now if now is not None else 0
+        if self.on_start is not None:
+            self.on_start()
+        return sid
+
+    def poll_button(self, pin, hold_ticks=_HOLD_TICKS):
+        """Call every 100 ms: holding the button (active low) for hold_ticks of the sample clock
+        starts a session, or stops the one recording. Nothing happens again until it is released.
+        The hold is timed by the sample clock, not by counting polls, so it means the same on a
+        virtual device whose clock runs faster than its timers."""
+        now = self._now()
         if pin.value():
-            self._held_polls = 0
+            self._released_at = now if now is not None else 0
+            self._held_ticks = 0
+            self._button_done = False
             self.log.tick()
             return
-        self._held_polls += 1
-        if self._held_polls != hold_polls:
+        if self._button_done:
             return
+        if now is None:
+            self._held_ticks += _POLL_TICKS
+            held = self._held_ticks
+        else:
+            if self._released_at < 0 or now < self._released_at:  # held since boot, or rewound
+                self._released_at = now
+            held = now - self._released_at
+        if held < hold_ticks:
+            return
+        self._button_done = True
         try:
             if self.log.recording:
                 self.log.stop()
             else:
-                self.log.start(self._clock() if self._clock else None)
+                self.start_recording()
         except (SessionOpen, FlashFull, OSError):
-            pass  # full: state_flags shows it
+            pass  # full: state_flags and the LED show it
+
+    def rec_status(self, reply, off):
+        """REC_STATUS payload at reply[off:]; returns its length."""
+        flags = 0
+        sid = 0
+        seconds = 0
+        size = 0
+        if self.log.recording:
+            flags |= cmd.REC_RECORDING
+            sid = self.log.current_id
+            size = self.log.find(sid)[SIZE]
+            now = self._now()
+            if now is not None and now >= self._rec_start_clock:
+                seconds = (now - self._rec_start_clock) // 1000
+        if self.log.full:
+            flags |= cmd.REC_FLASH_FULL
+        struct.pack_into("<BHIII", reply, off, flags, sid, seconds, size, self.free_kib())
+        return 15
 
     # ------------------------------------------------------------ commands
     def handle(self, conn, op, args, reply, max_payload):
@@ -179,9 +234,10 @@ class SyncService:
                     self._auth_epoch = self._epoch()
                 return status, (32 if status == cmd.OK else 0)
             if op == cmd.OP_REC_START:
-                sid = self.log.start(self._clock() if self._clock else None)
-                struct.pack_into("<H", reply, off, sid)
+                struct.pack_into("<H", reply, off, self.start_recording())
                 return cmd.OK, 2
+            if op == cmd.OP_REC_STATUS:
+                return cmd.OK, self.rec_status(reply, off)
             if op == cmd.OP_REC_STOP:
                 struct.pack_into("<H", reply, off, self.log.stop())
                 return cmd.OK, 2

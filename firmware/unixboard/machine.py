@@ -6,6 +6,8 @@
 #   - SPI buses by id with fake chips attached by their chip-select GPIO (routing by CS level),
 #   - I2C buses by id with fake chips attached by address,
 #   - Counter units counting edges of their source pin (the ESP32 PCNT behind machine.Counter).
+#   - the button GPIO (board.pins.BUTTON) can also be pressed from outside the process, through
+#     a file in the working folder (the virtual device's filesystem): see _ButtonFile.
 # Fake chips and tests use the board_* functions; firmware never does.
 # The read paths (Pin.value, SPI.readinto/write, Counter.value) allocate nothing, so capture code
 # can be checked under micropython.heap_lock().
@@ -39,6 +41,7 @@ class _PinState:
         self.counters = []  # Counter objects counting this pin's edges
         self.analog_uv = 0
         self.irq_calls = 0
+        self.source = None  # an outside input read when the pin is (the button's _ButtonFile)
 
     def set(self, level):
         level = 1 if level else 0
@@ -83,6 +86,65 @@ def board_set_voltage_uv(gpio, uv):
     board_pin(gpio).analog_uv = int(uv)
 
 
+# Virtual milliseconds (the hardware clock's ticks, board_advance_ms): the button's hold time.
+_NOW_MS = [0]
+
+BUTTON_FILE = "unixboard-button"  # in the working folder: hold time in ms, as text
+
+
+class _ButtonFile:
+    """A press of the button from another process (hipsync.sim.VirtualDevice.press_button): it
+    writes the hold time in ms of device time to BUTTON_FILE (written elsewhere, renamed in). Read
+    only when the firmware reads the button (Pin.value), so the sample path never touches it.
+    Taking a press renames the file to BUTTON_FILE + ".held" (so a press written meanwhile is a
+    new one); the pin reads low until the hold has passed on the virtual clock, then the .held
+    file is removed: the presser sees both names gone when the press is over."""
+
+    def __init__(self, path=BUTTON_FILE):
+        self.path = path
+        self.until_ms = -1  # virtual ms at which the press ends; -1: no press
+        self.started = False
+
+    def poll(self, st):
+        import os
+
+        if not self.started:  # a press a previous run of the process left behind has ended
+            self.started = True
+            try:
+                os.remove(self.path + ".held")
+            except OSError:
+                pass
+        if self.until_ms >= 0:
+            if _NOW_MS[0] < self.until_ms:
+                return
+            self.until_ms = -1
+            try:
+                os.remove(self.path + ".held")
+            except OSError:
+                pass
+            st.set(1)  # released (pull-up)
+        try:
+            os.rename(self.path, self.path + ".held")
+        except OSError:
+            return  # no press waiting
+        try:
+            with open(self.path + ".held") as f:
+                hold_ms = int(f.read().strip() or "0")
+        except (OSError, ValueError):
+            hold_ms = 0
+        self.until_ms = _NOW_MS[0] + hold_ms
+        st.set(0)  # active low
+
+
+def _button_gpio():
+    try:
+        from board import pins
+
+        return pins.BUTTON
+    except ImportError:  # a test that has no board package
+        return -1
+
+
 class _Irq:
     def __init__(self, state):
         self._state = state
@@ -113,6 +175,8 @@ class Pin:
         self._id = id
         self._st = board_pin(id)
         self.init(mode, pull, value=value)
+        if mode == Pin.IN and self._st.source is None and id == _button_gpio():
+            self._st.source = _ButtonFile()
 
     def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
         st = self._st
@@ -126,9 +190,12 @@ class Pin:
             st.set(value)
 
     def value(self, v=None):
+        st = self._st
         if v is None:
-            return self._st.level
-        self._st.set(v)
+            if st.source is not None:
+                st.source.poll(st)
+            return st.level
+        st.set(v)
 
     def __call__(self, v=None):
         return self.value(v)
@@ -370,7 +437,8 @@ _TIMERS = []
 
 
 def board_advance_ms(ms):
-    """Advance virtual time for the soft timers (called by the hardware clock)."""
+    """Advance virtual time for the soft timers and the button (called by the hardware clock)."""
+    _NOW_MS[0] += ms
     if not _TIMERS:
         return
     for t in list(_TIMERS):

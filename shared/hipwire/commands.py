@@ -34,12 +34,15 @@ OP_STREAM_STOP = const(0x11)
 OP_SET_CONFIG = const(0x12)
 OP_CALIBRATE = const(0x13)
 OP_TIME_SYNC = const(0x14)
+OP_SET_MVC = const(0x15)
+OP_CAL_INFO = const(0x16)
 OP_REC_START = const(0x20)
 OP_REC_STOP = const(0x21)
 OP_SESSION_LIST = const(0x22)
 OP_SESSION_READ = const(0x23)
 OP_SESSION_CONFIRM = const(0x24)
 OP_ERASE = const(0x25)
+OP_REC_STATUS = const(0x26)
 
 # (op, name, request format, response format, needs auth). Formats are struct strings ("" = empty).
 OPS = (
@@ -52,12 +55,15 @@ OPS = (
     (OP_SET_CONFIG, "set_config", "<B", "", True),
     (OP_CALIBRATE, "calibrate", "<B", "<Bi", True),
     (OP_TIME_SYNC, "time_sync", "<Q", "<I", True),
+    (OP_SET_MVC, "set_mvc", "<4I", "", True),  # accepted MVC per channel, uV; 0 = none
+    (OP_CAL_INFO, "cal_info", "", "<BI4II", True),  # CAL_INFO_* below
     (OP_REC_START, "rec_start", "", "<H", True),
     (OP_REC_STOP, "rec_stop", "", "<H", True),
     (OP_SESSION_LIST, "session_list", "<H", None, True),  # None: variable, see SESSION_ENTRY
     (OP_SESSION_READ, "session_read", "<HII", "<HII", True),
     (OP_SESSION_CONFIRM, "session_confirm", "<HI", "", True),
     (OP_ERASE, "erase", "<H", "<H", True),
+    (OP_REC_STATUS, "rec_status", "", "<BHIII", True),  # REC_STATUS_* below
 )
 # SESSION_LIST response: u8 count, then count entries of:
 SESSION_ENTRY = "<HIIBI"  # session id, size (bytes), CRC-32 of the whole log, flags, start (unix s)
@@ -65,6 +71,15 @@ SESSION_ENTRY_SIZE = const(15)
 SESSION_SYNCED = const(0x01)
 SESSION_OPEN = const(0x02)  # still recording
 ERASE_ALL_SYNCED = const(0xFFFF)
+
+# CAL_INFO response: flags, standing calibration time (unix s, 0 unknown), MVC per channel (uV,
+# l_gmed r_gmed l_es r_es, 0 = none), time the MVCs were set (unix s, 0 unknown). What the device
+# keeps in flash (firmware/store/calibration.py) and writes into every recording it starts.
+CAL_HAS_STANDING = const(0x01)  # pelvis angles are relative to a standing calibration
+# REC_STATUS response: flags, open session id (0 none), seconds recorded (device clock), bytes
+# recorded, flash free (KiB)
+REC_RECORDING = const(0x01)
+REC_FLASH_FULL = const(0x02)
 
 # STREAM_START mode
 MODE_PROCESSED = const(0)

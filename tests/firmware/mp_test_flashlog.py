@@ -411,3 +411,40 @@ def test_append_allocates_nothing_in_steady_state():
     sid = log.stop()
     got, end, why = scan_records(_stream(log, sid))
     assert why is None and len(got) == 606
+
+
+def test_the_calibration_record_matches_its_golden_vector_and_recovers_like_any_record():
+    import json
+    from binascii import hexlify, unhexlify
+
+    from hipwire import records
+
+    with open("shared/hipwire/golden.json") as f:
+        vectors = json.load(f)["vectors"]
+    (v,) = [x for x in vectors if x["name"] == "record_of_calibration"]
+    a = v["args"]["calibration"]
+    buf = bytearray(records.CALIBRATION_SIZE)
+    n = records.encode_calibration(buf, a["clock"], a["flags"], a["standing_unix"], a["mvc_uv"],
+                                   a["mvc_unix"])
+    assert hexlify(buf[:n]).decode() == v["args"]["frame"]
+    d = v["decoded"]["calibration"]
+    assert records.decode_calibration(unhexlify(v["args"]["frame"])) == (
+        d["clock"], d["flags"], d["standing_unix"], tuple(d["mvc_uv"]), d["mvc_unix"])
+    # in the log: appended and recovered after a power cut like any frame
+    root = _fresh("calrec")
+    log = FlashLog(root)
+    sid = log.start(0)
+    assert log.append(buf, n)
+    log.flush()
+    log._file = None  # power lost: nothing closed
+    log2 = FlashLog(root)
+    assert log2.find(sid)[SIZE] == RECORD_OVERHEAD + n
+    _rmtree(root)
+    flipped = buf[:6] + bytes([buf[6] ^ 1]) + buf[7:n]
+    for bad in (buf[:n - 1], bytes([buf[0] ^ 1]) + buf[1:n], flipped):
+        try:
+            records.decode_calibration(bytes(bad))
+        except Exception as e:  # FrameError
+            assert "calibration" in str(e)
+        else:
+            raise AssertionError("accepted %r" % bad)

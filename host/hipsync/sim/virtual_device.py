@@ -169,6 +169,32 @@ class VirtualDevice:
         raise TimeoutError(f"{self.name} not advertising after {timeout_s} s:\n"
                            + "\n".join(self.output[-30:]))
 
+    def press_button(self, hold_s: float = 2.5, timeout_s: float | None = None) -> None:
+        """Press the device's button for hold_s seconds of device time (the firmware starts or
+        stops a recording after 2 s), and return once it is released. The unix board's button
+        reads its level from a file in the device's filesystem (firmware/unixboard/machine.py,
+        _ButtonFile): the press is written there, the firmware takes it when it polls the button
+        and removes it when the hold has passed on the device clock."""
+        if not self.alive:
+            raise RuntimeError(f"{self.name} is not running: start it before pressing its button")
+        if hold_s < 0:
+            raise ValueError(f"hold_s must be >= 0, got {hold_s}")
+        press = self.fs_dir / "unixboard-button"  # machine.BUTTON_FILE
+        held = press.with_name(press.name + ".held")
+        tmp = press.with_name(press.name + ".tmp")
+        tmp.write_text(f"{round(hold_s * 1000)}\n")
+        os.replace(tmp, press)
+        speed = float(self._env.get("HIPSYNC_SPEED", "1")) or 1.0
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None
+                                       else 10.0 + 2 * hold_s / speed)
+        while press.exists() or held.exists():
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited while its button was pressed")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not release its button in time (is the "
+                                   f"firmware polling it?)")
+            time.sleep(0.02)
+
     def wait_for_line(self, prefix: str, timeout_s: float = 10.0, after: int = 0) -> str:
         """The first output line (from index `after`) that starts with prefix."""
         deadline = time.monotonic() + timeout_s
