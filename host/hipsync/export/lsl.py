@@ -1,15 +1,39 @@
 """Live Lab Streaming Layer outlets: envelope (4 ch, uV), pelvis (3 ch, deg) and gait-event
 markers, fed with the assembler's Received frames.
 
+Timestamps follow the device sample clock, not arrival: notifications come in bursts (a frame
+holds about 50 samples, BLE queues several frames, a reconnect delivers seconds at once), so
+"now" at arrival spreads or squeezes the samples (the old outlet stamped 2,652 envelope samples at
+a nominal 100 Hz over 20.2 s). Sample k of a frame is at device clock `clock + k * period`, and
+its LSL time is the clock fit (protocol.ClockMap: host = offset + rate * device seconds, offset
+on the fastest deliveries) applied to that clock, plus the offset from the host clock that stamps
+notifications (time.monotonic, ble.DeviceLink.clock) to pylsl.local_clock(). The fit is the one
+the assembler keeps, fed the same (clock, host_time_s) pairs; it is refreshed at most once a
+second of host time so that a push stays cheap. In the first second of a stream the fit has no
+slope yet (rate 1); afterwards it follows the device's drift. The same mapping applies to a stored
+session: clock_map_from_store() fits the host_time_s the store keeps per frame, host_times() maps
+sample times through it.
+
+Frames with a suspect clock (time unknown; the store leaves them out of a loaded session too) are
+not pushed; `skipped_suspect` counts them. An unknown stride is a marker without a number ("FC R").
+
 pylsl is optional (not a pinned dependency): `available()` returns (False, reason) when pylsl or
 its liblsl cannot be loaded. Tested with pylsl==1.18.6."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import numpy as np
+
 from hipwire import units
 
-from ..protocol import Envelope, Event, Pelvis, Received
+from ..protocol import ClockMap, Envelope, Event, Pelvis, Received
 from ..session import EMG_CHANNELS, PELVIS_ANGLES, Metadata
+from .common import event_text
+
+REFIT_EVERY_S = 1.0  # host seconds between clock-fit refreshes during a live stream
 
 
 def available() -> tuple[bool, str]:
@@ -21,11 +45,71 @@ def available() -> tuple[bool, str]:
     return True, "ok"
 
 
+class SampleClock:
+    """Device clock -> LSL time for live frames. clock_map: a fit to share (e.g. the assembler's,
+    which is fed already); None keeps its own, fed by observe() with the same pairs."""
+
+    def __init__(self, clock_map: ClockMap | None = None, host_to_lsl_s: float = 0.0,
+                 refit_every_s: float = REFIT_EVERY_S):
+        self._own = clock_map is None
+        self.clock_map = ClockMap() if clock_map is None else clock_map
+        self.host_to_lsl_s = host_to_lsl_s
+        self._refit_every_s = refit_every_s
+        self._fit: tuple[float, float] | None = None
+        self._fit_at_s = -np.inf
+        self._latest_s = -np.inf
+
+    def observe(self, rx: Received) -> None:
+        """A frame as released by the assembler (adds its clock point to an own fit)."""
+        if self._own and not rx.clock_suspect:
+            self.clock_map.add(rx.clock, rx.host_time_s)
+        self._latest_s = max(self._latest_s, rx.host_time_s)
+
+    def fit(self) -> tuple[float, float]:
+        """(offset_s, rate) of ClockMap.fit, refreshed at most every refit_every_s host seconds."""
+        if self._fit is None or self._latest_s - self._fit_at_s >= self._refit_every_s:
+            self._fit = self.clock_map.fit()
+            self._fit_at_s = self._latest_s
+        return self._fit
+
+    def times(self, first_clock: int, n: int = 1, period_ticks: int = 0) -> np.ndarray:
+        """LSL times of n samples at device clock first_clock + k * period_ticks."""
+        offset, rate = self.fit()
+        ticks = first_clock + period_ticks * np.arange(n, dtype=np.float64)
+        return self.host_to_lsl_s + offset + rate * ticks / units.CLOCK_HZ
+
+
+def clock_map_from_store(store, session_id: int) -> ClockMap:
+    """The clock fit of a stored session: every stored frame's (clock, host_time_s), as the
+    assembler had fitted them live (frames with a suspect clock left out, as the assembler does)."""
+    store._check_session(session_id)
+    cm = ClockMap()
+    for table in ("batches", "events", "status"):
+        for clock, host_s in store.conn.execute(
+                f"SELECT clock, host_time_s FROM {table} WHERE session=? AND clock_suspect=0 "
+                f"ORDER BY clock", (session_id,)):
+            cm.add(int(clock), float(host_s))
+    if cm.n_points == 0:
+        raise ValueError(f"session {session_id} has no stored frames to fit a clock to")
+    return cm
+
+
+def host_times(clock_map: ClockMap, t_s) -> np.ndarray:
+    """Host times (s, the clock of host_time_s) of device times t_s (SessionData's *_t_s)."""
+    ticks = np.rint(np.asarray(t_s, dtype=float) * units.CLOCK_HZ)
+    return np.asarray(clock_map.host_time(ticks), dtype=float)
+
+
 class LslOutlets:
-    def __init__(self, metadata: Metadata, name_prefix: str = "hipsync"):
+    def __init__(self, metadata: Metadata, name_prefix: str = "hipsync", *,
+                 clock_map: ClockMap | None = None,
+                 host_clock: Callable[[], float] = time.monotonic):
+        """host_clock: the clock that stamped the frames' host_time_s (DeviceLink.clock)."""
         import pylsl
 
         self._pylsl = pylsl
+        self.clock = SampleClock(clock_map, host_to_lsl_s=pylsl.local_clock() - host_clock())
+        self.skipped_suspect = 0
         src = metadata.device_id or "hipsync"
         self.names = {"envelope": f"{name_prefix}-envelope", "pelvis": f"{name_prefix}-pelvis",
                       "events": f"{name_prefix}-events"}
@@ -40,6 +124,7 @@ class LslOutlets:
                 c.append_child_value("unit", unit)
             i.desc().append_child_value("patient_id", metadata.patient_id)
             i.desc().append_child_value("firmware", metadata.firmware_version)
+            i.desc().append_child_value("timestamps", "device sample clock via host clock fit")
             return i
 
         self.envelope = pylsl.StreamOutlet(info("envelope", "EMG", EMG_CHANNELS, "microvolts",
@@ -50,18 +135,25 @@ class LslOutlets:
                                               pylsl.IRREGULAR_RATE, pylsl.cf_string))
 
     def push(self, rx: Received) -> None:
-        """Push one received frame; the timestamp is 'now' for its last sample (liblsl back-dates
-        the earlier samples of a chunk at the nominal rate)."""
+        """Push one received frame, each sample stamped by its device clock (module docstring)."""
+        self.clock.observe(rx)
+        if rx.clock_suspect:
+            self.skipped_suspect += 1
+            return
         f = rx.frame
-        now = self._pylsl.local_clock()
         if isinstance(f, Envelope):
-            self.envelope.push_chunk([list(s) for s in zip(*f.channels)], now)
+            stamps = self.clock.times(rx.clock, f.n_samples, f.period_ticks)
+            self.envelope.push_chunk(np.asarray(f.channels, dtype=np.float32).T, stamps.tolist())
         elif isinstance(f, Pelvis):
-            scale = 1.0 / units.ANGLE_CDEG_PER_DEG
-            self.pelvis.push_chunk([[v * scale for v in s] for s in zip(*f.channels)], now)
+            stamps = self.clock.times(rx.clock, f.n_samples, f.period_ticks)
+            deg = np.asarray(f.channels, dtype=np.float64).T / units.ANGLE_CDEG_PER_DEG
+            self.pelvis.push_chunk(deg.astype(np.float32), stamps.tolist())
         elif isinstance(f, Event):
-            self.events.push_sample([f"{f.kind} {f.side} {f.stride}"], now)
+            self.events.push_sample([event_text(f.kind, f.side, f.stride)],
+                                    float(self.clock.times(rx.clock)[0]))
 
     def close(self) -> None:
-        for o in (self.envelope, self.pelvis, self.events):
-            del o
+        self.envelope = self.pelvis = self.events = None  # liblsl closes an outlet when freed
+
+
+__all__ = ["LslOutlets", "SampleClock", "available", "clock_map_from_store", "host_times"]
