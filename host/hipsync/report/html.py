@@ -8,9 +8,9 @@ import numpy as np
 
 from ..session import EMG_CHANNELS
 from . import svg
+from .json_report import MUSCLE_LABEL, metric_units
 
 SIDE_NAMES = ("left", "right")
-MUSCLE_LABEL = {"l_gmed": "left GMed", "r_gmed": "right GMed", "l_es": "left ES", "r_es": "right ES"}
 
 
 def plot_ids() -> list[str]:
@@ -33,6 +33,11 @@ padding:2px 6px;border-radius:3px;font-weight:bold;font-size:12px}
 .summary{font-size:15px;background:#f7f9fc;border-left:4px solid #1f77b4;padding:8px 12px;margin:6px 0}
 .warn{background:#fdecea;border-left:4px solid #d62728;padding:6px 10px;margin:4px 0}
 .caveat{font-size:13px} details{margin:8px 0} small{color:#666}
+.simulated{background:#5b2a86;color:#fff;font-weight:bold;font-size:16px;padding:8px 12px;
+margin:0 0 10px 0;border-radius:3px;letter-spacing:.02em}
+.caveat-line{font-weight:bold;margin:6px 0} .note{background:#eef5ff;border-left:4px solid #1f77b4;
+padding:6px 10px;margin:4px 0} .subtitle{color:#444;margin:0 0 8px 0}
+details.rule summary{cursor:pointer;color:#555;font-size:12px}
 """
 
 
@@ -78,35 +83,64 @@ METRIC_ROWS = [
 ]
 
 
+# Per-stride table: (metric key, column label, decimals); the unit comes from report["units"].
+PER_STRIDE_COLUMNS = [
+    ("t_ic_s", "IC", 2),
+    ("stance_gmed_pct_mvc", "GMed", 1),
+    ("stance_es_ipsi_pct_mvc", "ES ipsi", 1),
+    ("stance_es_contra_pct_mvc", "ES contra", 1),
+    ("gmed_es_ratio_ipsi", "GMed/ES ipsi", 2),
+    ("gmed_es_ratio_contra", "GMed/ES contra", 2),
+    ("pelvic_drop_deg", "drop", 1),
+    ("gmed_onset_ms", "onset", 0),
+    ("stride_time_s", "stride time", 2),
+]
+
+
 def render(rep: dict) -> str:
     s = rep["session"]
-    unit = "%MVC" if s["normalisation"]["used"] == "MVC" else "% walking peak"
+    units = rep.get("units") or metric_units(s["normalisation"]["used"])
+    unit = units["stance_gmed_pct_mvc"]
     title = f"hipsync report – patient {s['patient_id']} – session {s['session_id']}"
     parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"),
-             f"<h1>{escape(title)}</h1>",
-             _kv_table([("Patient (pseudonymous)", s["patient_id"]),
-                        ("Session", s["session_id"]), ("Started", s["started_at"]),
-                        ("Device", s["device_id"]), ("Firmware", s["firmware_version"]),
-                        ("Recorded duration", f"{s['duration_s']:.0f} s"),
-                        ("Generated", f"{rep['generated_at']} by {rep['generated_by']}")])]
-
-    # ---- summary
+             f"<title>{escape(('SIMULATED – ' if rep.get('simulated') else '') + title)}</title>"
+             f"<style>{_CSS}</style></head><body>")]
+    # ---- first screen: simulated banner, who and when, findings, flags, caveat, notices
+    if rep.get("simulated"):
+        parts.append(f"<div class='simulated' id='simulated-banner' role='note'>Simulated data – "
+                     f"not a recording of a patient ({escape(rep.get('simulated_reason') or '')})"
+                     f"</div>")
+    parts.append(f"<h1>{escape(title)}</h1>")
+    parts.append(f"<p class='subtitle'>Started {escape(str(s['started_at']))} · "
+                 f"{s['duration_s']:.0f} s recorded · device {escape(str(s['device_id']))}</p>")
     parts.append("<h2 id='summary'>Summary</h2>")
     for side in SIDE_NAMES:
         parts.append(f"<p class='summary' id='summary-{side}'>{escape(rep['sides'][side]['summary'])}</p>")
     if rep["flags"]:
-        parts.append("<table id='flags'><tr><th>Flag</th><th>Side</th><th>Evidence</th><th>Rule</th></tr>")
+        parts.append("<table id='flags'><tr><th>Flag</th><th>Side</th><th>Evidence</th></tr>")
         for f in rep["flags"]:
             parts.append(f"<tr><td><span class='flag'>{escape(f['code'])}</span></td>"
-                         f"<td>{escape(f['side'])}</td><td>{escape(f['evidence'])}</td>"
-                         f"<td>{escape(f['rule'])}</td></tr>")
+                         f"<td>{escape(f['side'])}</td><td>{escape(f['evidence'])}"
+                         f"<details class='rule'><summary>rule</summary>{escape(f['rule'])}"
+                         f"</details></td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p id='flags'>No flags raised.</p>")
+    fs = rep.get("first_screen") or {}
+    parts.append(f"<p class='caveat-line' id='caveat-line'>{escape(fs.get('caveat', ''))}</p>")
+    for i, text in enumerate(fs.get("notices", [])):
+        parts.append(f"<p class='warn notice' id='notice-{i}'>{escape(text)}</p>")
     for w in rep["warnings"]:
         parts.append(f"<p class='warn'>{escape(w)}</p>")
+    parts.append("<h2 id='session'>Session</h2>")
+    parts.append(_kv_table([("Patient (pseudonymous)", s["patient_id"]),
+                            ("Session", s["session_id"]), ("Started", s["started_at"]),
+                            ("Device", s["device_id"]), ("Firmware", s["firmware_version"]),
+                            ("Recorded duration", f"{s['duration_s']:.0f} s"),
+                            ("Calibration", s["calibration"]["source"]),
+                            ("Normalisation", s["normalisation"]["used"]),
+                            ("Generated", f"{rep['generated_at']} by {rep['generated_by']}")]))
 
     # ---- per-side table
     parts.append(f"<h2 id='tables'>Single-leg support, by stance side</h2>"
@@ -218,6 +252,9 @@ def render(rep: dict) -> str:
                      f"pelvis {s['sampling']['pelvis_hz']:g} Hz")),
         ("Normalisation", f"{norm['used']} (requested {norm['requested']}): {norm['description']}"),
         ("Reference amplitude (uV)", _fmt_dict({k: (round(v, 1) if v else v) for k, v in norm["reference_uv"].items()})),
+        ("MVC plausibility", "; ".join(f"{ch}: {c['status']} – {c['reason']}"
+                                       for ch, c in (norm.get("mvc_checks") or {}).items())
+         or "not checked"),
         ("Standing calibration (deg)", _fmt_dict({k: round(v, 2) for k, v in s["calibration"]["standing_deg"].items()})
          + f" ({s['calibration']['source']})"),
         ("Onset method", rep["definitions"]["gmed_onset_ms"]),
@@ -232,23 +269,24 @@ def render(rep: dict) -> str:
                  + "".join(f"<li>{escape(c)}</li>" for c in rep["caveats"]) + "</ul>")
 
     # ---- per stride (collapsed)
-    parts.append("<h2 id='strides'>Per stride</h2>")
+    parts.append("<h2 id='strides'>Per stride</h2><p><small>Activation: mean in single support, "
+                 f"{escape(unit)}; ratio: stance GMed / ES (both in {escape(unit)}); drop: "
+                 "swing-side pelvic drop beyond standing; onset: stance GMed onset relative to "
+                 "IC (negative = before).</small></p>")
     for side in SIDE_NAMES:
         ps = rep["sides"][side]["per_stride"]
+        head = "".join(f"<th>{escape(label)} ({escape(units[key])})</th>"
+                       for key, label, _ in PER_STRIDE_COLUMNS)
         parts.append(f"<details><summary>{side.capitalize()} stance: {len(ps['stride'])} strides"
-                     f"</summary><table><tr><th>stride</th><th>IC (s)</th><th>GMed</th>"
-                     f"<th>ES ipsi</th><th>ES contra</th><th>ratio ipsi</th><th>ratio contra</th>"
-                     f"<th>drop (deg)</th><th>onset (ms)</th><th>note</th></tr>")
+                     f"</summary><table class='per-stride' id='strides-{side}'><tr><th>stride</th>"
+                     f"{head}<th>note</th></tr>")
         rows = []
         for k in range(len(ps["stride"])):
             note = "electrode problem" if ps["quality_excluded"][k] else ("" if ps["emg_valid"][k] else "data gap")
-            rows.append(
-                f"<tr><td>{ps['stride'][k]}</td><td class='num'>{_num(ps['t_ic_s'][k], 2)}</td>"
-                + "".join(f"<td class='num'>{_num(ps[m][k], d)}</td>" for m, d in (
-                    ("stance_gmed_pct_mvc", 1), ("stance_es_ipsi_pct_mvc", 1),
-                    ("stance_es_contra_pct_mvc", 1), ("gmed_es_ratio_ipsi", 2),
-                    ("gmed_es_ratio_contra", 2), ("pelvic_drop_deg", 1), ("gmed_onset_ms", 0)))
-                + f"<td>{note}</td></tr>")
+            rows.append(f"<tr><td>{ps['stride'][k]}</td>"
+                        + "".join(f"<td class='num'>{_num(ps[m][k], d)}</td>"
+                                  for m, _, d in PER_STRIDE_COLUMNS)
+                        + f"<td>{note}</td></tr>")
         parts.append("".join(rows) + "</table></details>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -14,10 +14,32 @@ from ..analysis.core import (
     SessionAnalysis,
     SideResult,
 )
+from ..analysis.mvc_check import MvcCheck, session_mvc_checks
 from ..session import EMG_CHANNELS, PELVIS_ANGLES
+from . import provenance
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: simulated, first_screen, units, normalisation.mvc_checks,
+# calibration.copied_from
 FLOAT_DECIMALS = 4
+
+# The line under the flags on the first screen: the two limits a reader must not miss.
+FIRST_SCREEN_CAVEAT = "Patterns, not a diagnosis; trunk lean not assessed."
+MUSCLE_LABEL = {"l_gmed": "left GMed", "r_gmed": "right GMed", "l_es": "left ES",
+                "r_es": "right ES"}
+# Units of the per-stride metrics and their summaries. Activation is "%MVC" only when
+# session.normalisation.used is "MVC"; otherwise ACTIVATION_UNIT_PEAK_DYNAMIC.
+ACTIVATION_UNIT_MVC = "%MVC"
+ACTIVATION_UNIT_PEAK_DYNAMIC = "% walking peak"
+_OTHER_UNITS = {"gmed_es_ratio_ipsi": "ratio", "gmed_es_ratio_contra": "ratio",
+                "pelvic_drop_deg": "deg", "gmed_onset_ms": "ms", "stride_time_s": "s",
+                "single_support_pct": "% of stride", "t_ic_s": "s", "t_ss_start_s": "s",
+                "t_ss_end_s": "s", "t_next_ic_s": "s"}
+
+
+def metric_units(normalisation_used: str) -> dict[str, str]:
+    """Unit of every per-stride metric (and of its summary)."""
+    act = ACTIVATION_UNIT_MVC if normalisation_used == "MVC" else ACTIVATION_UNIT_PEAK_DYNAMIC
+    return {**{m: act for m in PER_STRIDE_METRICS if "pct_mvc" in m}, **_OTHER_UNITS}
 
 CAVEATS = [
     ("No study has validated a GMed:ES ratio cut-off. Flags describe a pattern seen stride by "
@@ -107,15 +129,70 @@ def _side(r: SideResult) -> dict:
     return out
 
 
-def build(a: SessionAnalysis, generated_at: str | None = None) -> dict:
+def mvc_notice(checks: dict[str, MvcCheck], used: str) -> str | None:
+    """The first-screen sentence on MVCs that were not usable, and what the report used instead;
+    None when every MVC was used."""
+    bad = [c for c in checks.values() if not c.ok]
+    if not bad:
+        return None
+    missing = [MUSCLE_LABEL[c.channel] for c in bad if c.status == "missing"]
+    parts = [f"{MUSCLE_LABEL[c.channel]} ({c.reason})" for c in bad if c.status != "missing"]
+    if missing:
+        parts.append(f"{', '.join(missing)} (no MVC recorded)")
+    if used == "MVC":  # not reached while the report falls back, but never claim what was not done
+        instead = ("The report still divided by these MVCs: read their %MVC values and ratios "
+                   "with care.")
+    else:
+        instead = ("Instead every muscle is normalised to its own walking peak (peak dynamic "
+                   "method): values are % of walking peak, not %MVC, and GMed-versus-ES ratios "
+                   "and the ES_DOMINANT flags are not evaluated. "
+                   + ("Record the MVC of each muscle" if missing and len(missing) == len(bad)
+                      else "Record the MVC again") + " to compare muscles.")
+    return f"MVC not used for {'; '.join(parts)}. {instead}"
+
+
+def calibration_notice(copied: dict | None) -> str | None:
+    if copied is None:
+        return None
+    return (f"Calibration copied from session {copied['session_id']} of {copied['date']}: "
+            f"this session's pelvic drop is measured against that session's standing posture and "
+            f"its MVCs (where plausible); electrode placement and posture can differ between "
+            f"days.")
+
+
+def build(a: SessionAnalysis, generated_at: str | None = None, *,
+          mvc_checks: dict[str, MvcCheck] | None = None) -> dict:
+    """The report dict. mvc_checks: the plausibility of each MVC before the analysis left out the
+    unusable ones (hipsync.report.build_report passes them); computed here from what the analysis
+    used when not given."""
     s = a.session
     m = s.metadata
     cal = a.calibration
     norm = a.normalisation
+    if mvc_checks is None:
+        mvc_checks = session_mvc_checks(s, cal.mvc_uv)
+    units = metric_units(norm.method)
+    simulated = provenance.simulated_reason(m)
+    copied = provenance.copied_from(cal.source)
+    mvc_text = mvc_notice(mvc_checks, norm.method)
+    warnings = list(a.warnings)
+    description = norm.note
+    if mvc_text is not None:
+        # the analysis' own "No MVC recorded" warning is replaced by the notice, which also names
+        # the MVCs that were recorded but not plausible
+        warnings = [w for w in warnings if not w.startswith("No MVC recorded for")]
+        if norm.method != "MVC":
+            bad = [c for c in mvc_checks.values() if not c.ok]
+            description = (norm.note.split("; MVC missing for")[0] + "; MVC not used for "
+                           + ", ".join(f"{c.channel} ({c.status})" for c in bad))
+    notices = [t for t in (mvc_text, calibration_notice(copied)) if t]
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_by": generator_name(),
         "generated_at": generated_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        "simulated": simulated is not None,
+        "simulated_reason": simulated,
+        "first_screen": {"caveat": FIRST_SCREEN_CAVEAT, "notices": notices},
         "session": {
             "session_id": m.session_id, "patient_id": m.patient_id, "device_id": m.device_id,
             "firmware_version": m.firmware_version, "started_at": m.started_at,
@@ -126,9 +203,10 @@ def build(a: SessionAnalysis, generated_at: str | None = None) -> dict:
             "filters": m.filters, "electrodes": m.electrodes, "placement": m.placement,
             "normalisation": {"requested": m.normalisation, "used": norm.method,
                               "reference_uv": norm.reference_uv, "mvc_uv": norm.mvc_uv,
-                              "description": norm.note},
+                              "description": description,
+                              "mvc_checks": {ch: c.as_dict() for ch, c in mvc_checks.items()}},
             "calibration": {"standing_deg": dict(zip(PELVIS_ANGLES, cal.standing_deg)),
-                            "source": cal.source,
+                            "source": cal.source, "copied_from": copied,
                             "rest_emg_uv": (None if a.rest is None else
                                             {"mean": dict(zip(EMG_CHANNELS, a.rest.mean_uv)),
                                              "sd": dict(zip(EMG_CHANNELS, a.rest.sd_uv))})},
@@ -137,6 +215,7 @@ def build(a: SessionAnalysis, generated_at: str | None = None) -> dict:
             "link_stats": m.link_stats,
         },
         "definitions": DEFINITIONS,
+        "units": units,
         "rules": {"thresholds": {"gmed_es_ratio_boundary": rules.GMED_ES_RATIO_BOUNDARY,
                                  "majority_fraction": rules.MAJORITY_FRACTION,
                                  "min_strides_for_flags": rules.MIN_STRIDES_FOR_FLAGS,
@@ -149,7 +228,7 @@ def build(a: SessionAnalysis, generated_at: str | None = None) -> dict:
         "tasks": a.tasks,
         "quality": a.quality,
         "flags": [f.as_dict() for f in a.flags],
-        "warnings": a.warnings,
+        "warnings": warnings,
         "caveats": CAVEATS,
     }
     return _clean(report)

@@ -61,7 +61,10 @@ def _range(arrays, pad=0.05, include_zero=False):
     return lo - pad * span, hi + pad * span
 
 
-def _frame(plot_id, title, ax: _Axes, xlabel, ylabel, body: list[str], legend=()) -> str:
+def _frame(plot_id, title, ax: _Axes, xlabel, ylabel, body: list[str], legend=(),
+           xticks=None) -> str:
+    """xticks: [(x, label, second line or "")] instead of numeric ticks (e.g. session numbers with
+    their dates)."""
     out = [(f'<svg id="{escape(plot_id)}" class="plot" xmlns="http://www.w3.org/2000/svg" '
            f'viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
            f'aria-label="{escape(title)}">'),
@@ -74,11 +77,15 @@ def _frame(plot_id, title, ax: _Axes, xlabel, ylabel, body: list[str], legend=()
         out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e5e5"/>')
         out.append(f'<text x="{ML - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
                    f'{_fmt(t)}</text>')
-    for t in nice_ticks(ax.xlo, ax.xhi):
+    ticks = xticks if xticks is not None else [(t, _fmt(t), "") for t in nice_ticks(ax.xlo, ax.xhi)]
+    for t, label, sub in ticks:
         x = float(ax.x(t))
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{H - MB}" y2="{H - MB + 4}" stroke="#333"/>')
-        out.append(f'<text x="{x:.1f}" y="{H - MB + 15}" text-anchor="middle" font-size="10">'
-                   f'{_fmt(t)}</text>')
+        out.append(f'<text class="xtick" x="{x:.1f}" y="{H - MB + 15}" text-anchor="middle" '
+                   f'font-size="10">{escape(str(label))}</text>')
+        if sub:
+            out.append(f'<text class="xtick-sub" x="{x:.1f}" y="{H - MB + 25}" '
+                       f'text-anchor="middle" font-size="8" fill="#555">{escape(str(sub))}</text>')
     out.append(f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{H - MT - MB}" '
                f'fill="none" stroke="#333"/>')
     out.append(f'<text x="{(ML + W - MR) / 2}" y="{H - 6}" text-anchor="middle" '
@@ -168,10 +175,12 @@ def scatter_plot(plot_id, title, groups, xlabel, ylabel, identity=True, max_poin
     return _frame(plot_id, title, ax, xlabel, ylabel, body, legend)
 
 
-def line_plot(plot_id, title, series, xlabel, ylabel, hline=None, markers=False) -> str:
-    """series: (label, xs, ys)."""
-    ax = _Axes(*_range([np.asarray(s[1], float) for s in series], pad=0.02),
-               *_range([np.asarray(s[2], float) for s in series]
+def line_plot(plot_id, title, series, xlabel, ylabel, hline=None, markers=False, xticks=None,
+              xpad=0.02) -> str:
+    """series: (label, xs, ys) or (label, xs, ys, lo, hi): lo..hi drawn as a whisker at each x
+    (e.g. the interquartile range). xticks: see _frame."""
+    ax = _Axes(*_range([np.asarray(s[1], float) for s in series], pad=xpad),
+               *_range([np.asarray(a, float) for s in series for a in s[2:]]
                        + ([np.array([hline])] if hline is not None else []), include_zero=True))
     body = []
     if hline is not None:
@@ -179,15 +188,21 @@ def line_plot(plot_id, title, series, xlabel, ylabel, hline=None, markers=False)
         body.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
                     f'stroke-dasharray="4,3"/>')
     legend = []
-    for i, (label, xs, ys) in enumerate(series):
+    for i, (label, xs, ys, *spread) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         legend.append((label, colour))
         px, py = ax.x(xs), ax.y(ys)
         body.append(f'<path d="{_path(px, py)}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+        if spread:
+            lo, hi = ax.y(spread[0]), ax.y(spread[1])
+            body.append("".join(
+                f'<line class="whisker" x1="{a:.1f}" x2="{a:.1f}" y1="{b:.1f}" y2="{c:.1f}" '
+                f'stroke="{colour}" stroke-width="1.2"/>'
+                for a, b, c in zip(px, lo, hi) if math.isfinite(b) and math.isfinite(c)))
         if markers:
             body.append("".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>'
                                 for a, b in zip(px, py) if math.isfinite(b)))
-    return _frame(plot_id, title, ax, xlabel, ylabel, body, legend)
+    return _frame(plot_id, title, ax, xlabel, ylabel, body, legend, xticks)
 
 
 def bar_plot(plot_id, title, labels, groups, ylabel) -> str:
@@ -210,16 +225,8 @@ def bar_plot(plot_id, title, labels, groups, ylabel) -> str:
             y0, y1 = float(ax.y(0)), float(ax.y(val))
             body.append(f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{bw:.1f}" '
                         f'height="{abs(y0 - y1):.1f}" fill="{colour}"/>')
-    svg = _frame(plot_id, title, ax, "", ylabel, body, legend)
     # category labels instead of numeric x ticks
+    svg = _frame(plot_id, title, ax, "", ylabel, body, legend, xticks=[])
     cats = "".join(f'<text x="{ML + (i + 0.5) * slot:.1f}" y="{H - MB + 15}" text-anchor="middle" '
                    f'font-size="10">{escape(lab)}</text>' for i, lab in enumerate(labels))
-    svg = _strip_x_ticks(svg)
     return svg.replace("</svg>", cats + "</svg>")
-
-
-def _strip_x_ticks(svg: str) -> str:
-    import re
-    return re.sub(rf'<line x1="[\d.]+" x2="[\d.]+" y1="{H - MB}" y2="{H - MB + 4}" stroke="#333"/>'
-                  rf'<text x="[\d.]+" y="{H - MB + 15}" text-anchor="middle" font-size="10">'
-                  r'[^<]*</text>', "", svg)
