@@ -1,5 +1,7 @@
 # What the fake chips convert: samples from a hipwire.feed file (written by host/hipsync/sim/feed.py),
-# read in blocks with seek, or a generated pattern when no file is given.
+# read in blocks with seek; or a live feed read front to back from a pipe (a simulated person
+# deciding what to do next, host/hipsync/sim/live_patient.py); or a generated pattern when no file
+# is given.
 #
 # The fake chips ask for one sample at a time and get bytes already in the chip's wire layout:
 #   emg_frame_into(k, frame): the ADS1294R RDATAC frame of EMG sample k (status word with the
@@ -7,6 +9,9 @@
 #   imu_into(k, dst, off):    12 bytes of IMU sample k, ax ay az gx gy gz big-endian int16, sensor frame.
 # Both return False past the end of the file. Neither allocates (block reads go into fixed buffers),
 # so the capture path stays allocation-free under micropython.heap_lock().
+# In a live feed the EMG records are consumed in order, one per conversion, and the IMU is given
+# the record of the 10 ms the AFE is in: the motion at the time of the sample, as a real sensor
+# sees it, whichever chip started first and whatever the IMU's own rate.
 import struct
 
 from hipwire import feed as _fmt
@@ -39,20 +44,70 @@ class ChipFeed:
         self.imu_rate_hz = 100
         self.n_emg = -1  # -1: endless pattern
         self.n_imu = -1
+        self.live = False
         if path is not None:
             f = open(path, "rb")
             head = f.read(_fmt.HEADER_SIZE)
             magic, self.emg_rate_hz, self.imu_rate_hz, self.n_emg, self.n_imu = struct.unpack(
                 _fmt.HEADER_FORMAT, head)
-            if magic != _fmt.MAGIC:
+            self.live = magic == _fmt.LIVE_MAGIC
+            if magic != _fmt.MAGIC and not self.live:
                 raise ValueError("%s is not a hipwire chip feed (magic %r)" % (path, magic))
             self._file = f
+        # live feed: the current 100 ms block and the next EMG record in it
+        self._live_block = bytearray(_fmt.LIVE_BLOCK_SIZE if self.live else 0)
+        self._live_next = _fmt.LIVE_BLOCK_EMG  # block used up: read the next one
+        self._live_ok = False  # a block has been read
+        self._live_end = False
         self._emg_buf = bytearray(block_samples * _fmt.EMG_RECORD_SIZE)
         self._emg_first = 0
         self._emg_count = 0
         self._imu_buf = bytearray(block_samples * _fmt.IMU_RECORD_SIZE)
         self._imu_first = 0
         self._imu_count = 0
+
+    def _live_load(self):
+        """The next block from the pipe (waits for the writer); False at the end of the feed."""
+        buf = self._live_block
+        got = self._file.readinto(buf)
+        if got and got < len(buf):  # a pipe returns what has arrived: read the rest
+            mv = memoryview(buf)
+            while got < len(buf):
+                n = self._file.readinto(mv[got:])
+                if not n:
+                    break
+                got += n
+        if got != len(buf):
+            self._live_end = True
+            return False
+        self._live_next = 0
+        self._live_ok = True
+        return True
+
+    def _live_emg_into(self, frame):
+        if self._live_end or (self._live_next >= _fmt.LIVE_BLOCK_EMG and not self._live_load()):
+            return -1
+        r = self._live_next * _fmt.EMG_RECORD_SIZE
+        buf = self._live_block
+        for c in range(4):
+            i = 3 + 3 * c
+            s = r + 4 * c
+            frame[i] = buf[s + 2]
+            frame[i + 1] = buf[s + 1]
+            frame[i + 2] = buf[s]
+        self._live_next += 1
+        return buf[r + 16] & 0x0F
+
+    def _live_imu_into(self, dst, off):
+        if self._live_end or (not self._live_ok and not self._live_load()):
+            return False
+        j = (self._live_next - 1) // (_fmt.LIVE_BLOCK_EMG // _fmt.LIVE_BLOCK_IMU)
+        r = _fmt.LIVE_BLOCK_EMG * _fmt.EMG_RECORD_SIZE + (j if j > 0 else 0) * _fmt.IMU_RECORD_SIZE
+        buf = self._live_block
+        for a in range(6):
+            dst[off + 2 * a] = buf[r + 2 * a + 1]
+            dst[off + 2 * a + 1] = buf[r + 2 * a]
+        return True
 
     def close(self):
         if self._file is not None:
@@ -88,6 +143,10 @@ class ChipFeed:
                 frame[i] = v >> 16
                 frame[i + 1] = (v >> 8) & 0xFF
                 frame[i + 2] = v & 0xFF
+        elif self.live:
+            mask = self._live_emg_into(frame)
+            if mask < 0:
+                return False
         else:
             if k >= self.n_emg:
                 return False
@@ -117,6 +176,8 @@ class ChipFeed:
                 dst[off + 2 * a] = v >> 8
                 dst[off + 2 * a + 1] = v & 0xFF
             return True
+        if self.live:
+            return self._live_imu_into(dst, off)
         if k >= self.n_imu:
             return False
         j = k - self._imu_first

@@ -8,8 +8,12 @@
 Everything received is written to the store as it arrives (the store commits about every second),
 so killing the process loses at most the last second. The device clock is the time base: steps wait
 for device time to pass, observed through the frames, so the protocol runs the same on the virtual
-device at any speed. After a link drop the link reconnects; the session authenticates again,
-restarts the stream, and the gap shows up as lost frames in the link statistics and the report.
+device at any speed, and on a device that has been on for hours (start() returns once the first
+frame after STREAM_START has arrived, so device time is the device's, never 0). Waiting fails only
+when device time stops moving: for `IDLE_TIMEOUT_S` while connected, `OUT_OF_REACH_S` while the
+link is down (a wall-clock total would fail any long step on a real board). After a link drop the
+link reconnects; the session authenticates again, restarts the stream, and the gap shows up as lost
+frames in the link statistics and the report. The guided protocols are in `hipsync.guide`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from .ble import CommandError, DeviceLink, LinkError
 from .protocol import Envelope, Event, Pelvis, Received, Status, StreamAssembler
 
 log = logging.getLogger(__name__)
+# Device time must move within this much host time while connected (frames come several times a
+# second; 15 s is a device that stopped sampling or a link that only looks alive).
+IDLE_TIMEOUT_S = 15.0
+# ... and within this much while the link is down and reconnecting (walking out of range and back).
+OUT_OF_REACH_S = 120.0
 MUSCLE_CHANNELS = {name: i for i, name in enumerate(units.EMG_CHANNELS)}
 
 
@@ -99,6 +108,7 @@ class LiveSession:
             self.capture = open(capture_path, "wb")  # noqa: SIM115 - closed in stop()
             self.capture.write(CAPTURE_MAGIC)
         self.on_frame = on_frame
+        self.listeners: list[Callable[[Received], None]] = []  # more on_frame callbacks (guides)
         self.device_time_s = 0.0
         self.latest_status: Status | None = None
         self._time_advanced = asyncio.Event()
@@ -108,9 +118,11 @@ class LiveSession:
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Prepare the device, start the stream and return once its first frame has arrived."""
         await self._prepare_device()
         self._pump_task = asyncio.create_task(self._pump())
         self._watch_task = asyncio.create_task(self._watch_reconnects())
+        await self.wait_device_time(1e-9)
 
     async def _prepare_device(self) -> None:
         if self.authenticate is not None:
@@ -182,6 +194,8 @@ class LiveSession:
                 self._time_advanced.set()
         if self.on_frame is not None:
             self.on_frame(received)
+        for listener in self.listeners:
+            listener(received)
 
     async def _watch_reconnects(self) -> None:
         while True:
@@ -193,17 +207,24 @@ class LiveSession:
             except LinkError:
                 continue  # dropped again: the next reconnect tries again
 
-    async def wait_device_time(self, t_s: float, timeout_s: float = 60.0) -> None:
-        """Wait until frames up to device time t_s have arrived."""
-        deadline = time.monotonic() + timeout_s
+    async def wait_device_time(self, t_s: float, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
+        """Wait until frames up to device time t_s have arrived. Raises LinkError only when device
+        time has not moved for idle_timeout_s of host time while connected (OUT_OF_REACH_S while
+        the link is down): however long the wait, a device that keeps streaming never fails it."""
+        last_move = time.monotonic()
+        seen = self.device_time_s
         while self.device_time_s < t_s:
             self._time_advanced.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LinkError(f"no data from the device for {timeout_s:.0f} s (device time "
-                                f"{self.device_time_s:.1f} s, waiting for {t_s:.1f} s)")
+            if self.device_time_s > seen:
+                seen, last_move = self.device_time_s, time.monotonic()
+            idle = time.monotonic() - last_move
+            limit = idle_timeout_s if self.link.connected else max(idle_timeout_s, OUT_OF_REACH_S)
+            if idle > limit:
+                where = "" if self.link.connected else " (the link is down)"
+                raise LinkError(f"no data from the device for {idle:.0f} s{where}: device time "
+                                f"stopped at {self.device_time_s:.1f} s, waiting for {t_s:.1f} s")
             try:
-                await asyncio.wait_for(self._time_advanced.wait(), min(remaining, 1.0))
+                await asyncio.wait_for(self._time_advanced.wait(), 0.5)
             except TimeoutError:
                 pass
 

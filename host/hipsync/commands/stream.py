@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 from hipsync.cli import CliError
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.duration < 0 or args.walk_s <= 0:
         raise CliError("--duration must be >= 0 and --walk-s > 0")
+    if args.duration and args.protocol != "none":
+        raise CliError(f"--duration does not apply to --protocol {args.protocol} (its steps have "
+                       f"their own times; set the walk with --walk-s)")
     try:
         return asyncio.run(_stream(args))
     except KeyboardInterrupt:
@@ -48,6 +52,7 @@ class Dashboard:
         self.status = None
         self.last_draw = 0.0
         self.prompt = ""
+        self.messages: deque[str] = deque(maxlen=8)  # the guide's lines, under the live view
 
     def on_frame(self, received) -> None:
         from hipsync.protocol import Envelope, Event, Pelvis, Status
@@ -87,8 +92,7 @@ class Dashboard:
                 lines.append(f"  battery {f['battery_pct']} %  quality "
                              + ", ".join(f"{n}: {'/'.join(q) or 'ok'}"
                                          for n, q in zip(EMG_CHANNELS, quality or [[]] * 4)))
-        if self.prompt:
-            lines.append(f"  >> {self.prompt}")
+        lines += [f"  {m}" for m in self.messages]
         self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n" if self.out.isatty()
                        else lines[0] + "\n")
         self.out.flush()
@@ -111,41 +115,49 @@ def _with_lsl(on_frame, metadata):
 
 
 async def _stream(args: argparse.Namespace) -> int:
-    from hipsync.acquire import LiveSession, clinic_protocol
-    from hipsync.commands._device import authenticator, connected
+    from hipsync.acquire import LiveSession
+    from hipsync.commands._device import authenticator, connected, virtual_selected, voice
+    from hipsync.commands.demo import device_filters
+    from hipsync.guide import Guide, TerminalUI, clinic_protocol
+    from hipsync.report import SIMULATED_KEY
     from hipsync.store import open_store
     from hipwire import commands
 
     store = open_store()
     dash = Dashboard()
+    ui = TerminalUI()
+    if dash.out.isatty():
+        ui.sink = dash.messages.append
     async with connected(args.address) as link:
         _, info = await link.command(commands.OP_INFO)
+        filters = device_filters()
+        if virtual_selected():
+            filters[SIMULATED_KEY] = "virtual device (hipsync --virtual)"
         session_id = store.create_session(args.patient, link.address,
-                                          firmware_version="%d.%d.%d" % info[:3])
+                                          firmware_version="%d.%d.%d" % info[:3],
+                                          filters=filters, normalisation="MVC")
         on_frame = dash.on_frame
         if args.lsl:
             on_frame = _with_lsl(on_frame, store.load_session(session_id).metadata)
         session = LiveSession(link, store, session_id, capture_path=args.capture,
                               on_frame=on_frame, authenticate=authenticator())
         await session.start()
-        print(f"session {session_id}: recording to {store.path}")
-
-        def announce(text: str) -> None:
-            dash.prompt = text
+        print(f"session {session_id}: recording to {store.path} (device time "
+              f"{session.device_time_s:.1f} s)", flush=True)
 
         async def redraw() -> None:
             while True:
-                dash.draw(session)
+                if dash.out.isatty() or args.protocol == "none":
+                    dash.draw(session)
                 await asyncio.sleep(0.25)
 
         painter = asyncio.create_task(redraw())
         try:
             if args.protocol == "clinic":
-                for step in clinic_protocol(args.walk_s):
-                    await session.run_step(step, announce)
+                guide = Guide(session, ui, say=voice())
+                await guide.run(clinic_protocol(args.walk_s))
             elif args.duration:
-                await session.wait_device_time(session.device_time_s + args.duration,
-                                               timeout_s=args.duration * 4 + 30)
+                await session.wait_device_time(session.device_time_s + args.duration)
             else:
                 await asyncio.Event().wait()
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -155,4 +167,17 @@ async def _stream(args: argparse.Namespace) -> int:
             result = await session.stop()
     print(f"session {session_id}: {result.frames_stored} frames stored, "
           f"{result.link_stats.get('frames_lost', 0)} lost, {result.reconnects} reconnects")
+    if args.protocol == "clinic":
+        print(_findings(store, session_id))
     return 0
+
+
+def _findings(store, session_id: int) -> str:
+    """One or two lines of what the session shows, or why it cannot be reported yet."""
+    from hipsync.report import build_report, findings_text
+    from hipsync.store import HipsyncDataError
+
+    try:
+        return findings_text(build_report(store.load_session(session_id)))
+    except HipsyncDataError as e:
+        return f"no findings: {e}"

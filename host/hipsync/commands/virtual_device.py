@@ -1,35 +1,67 @@
 """`hipsync virtual-device`: run a virtual device (real firmware, simulated patient and radio) in
-the foreground, so that other `hipsync --virtual` commands can reach it from another terminal."""
+the foreground, so that other `hipsync --virtual` commands can reach it from another terminal.
+
+The person wearing it walks about and stands in bouts until someone asks them to do something
+(the prompts of `stream --protocol clinic`), then does it. On a terminal, typing `b` + Enter
+holds the device's button (start or stop a home recording)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
 import time
 from pathlib import Path
 
 from hipsync.cli import CliError
+from hipsync.commands._device import ENV_AIR, add_patient_arguments, virtual_device, wearer_from
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fs", type=Path, default=Path("out/virtual-device/fs"),
                    help="the device's flash (kept between runs; default out/virtual-device/fs)")
-    p.add_argument("--walk-s", type=float, default=600.0)
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument("--minutes", type=float, default=0.0, help="stop after this long (0: Ctrl-C)")
+    p.add_argument("--idle", choices=["walk_about", "stand"], default="walk_about",
+                   help="what the person does while nobody asks anything (default walk_about)")
+    add_patient_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hipsync.commands._device import virtual_device
-
-    if args.speed <= 0 or args.walk_s <= 0:
-        raise CliError("--speed and --walk-s must be positive")
-    with virtual_device(args.fs, walk_s=args.walk_s, speed=args.speed) as dev:
-        print(f"virtual device {dev.name} ({dev.address}) advertising; flash in {dev.fs_dir}")
-        print(f"in another terminal:  export HIPSYNC_BACKEND=virtual HIPSYNC_AIR={dev.air_address}")
+    if args.minutes < 0:
+        raise CliError("--minutes must be >= 0")
+    wearer = wearer_from(args)
+    try:
+        rig_cm = virtual_device(args.fs, wearer=wearer, speed=args.speed, idle=args.idle)
+        rig = rig_cm.__enter__()
+    except OSError as e:
+        raise CliError(f"cannot use {args.fs} as the device's flash: {e.strerror or e}") from None
+    try:
+        dev = rig.device
+        print(f"virtual device {dev.name} ({dev.address}) advertising; flash in {dev.fs_dir}; "
+              f"worn by a {wearer.describe()}")
+        print(f"{ENV_AIR}={dev.air_address}")
+        print(f"in another terminal:  export HIPSYNC_BACKEND=virtual {ENV_AIR}={dev.air_address}",
+              flush=True)
+        if sys.stdin.isatty():
+            print("type b + Enter to hold the device's button (start/stop a home recording)")
+            threading.Thread(target=_button_keys, args=(dev,), daemon=True).start()
         deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
         try:
             while dev.alive and (deadline is None or time.monotonic() < deadline):
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+    finally:
+        rig_cm.__exit__(None, None, None)
     return 0
+
+
+def _button_keys(dev) -> None:
+    for line in sys.stdin:
+        if line.strip().lower() == "b":
+            press = getattr(dev, "press_button", None)
+            if press is None:
+                print("this virtual device has no button yet")
+                continue
+            press()
+            print("button held")

@@ -83,6 +83,8 @@ C_SUBSCRIBE_RSP = 52  # a: value handle, b: ATT status
 C_NOTIFY = 53  # a: value handle; body: data
 C_DISCONNECT = 54
 C_DISCONNECTED = 55  # a: 1 when the central asked for it, b: HCI reason
+# the room the air is in: a voice telling the person who wears the device what to do
+V_SAY = 60  # body: JSON instruction (hipsync.sim.live_patient.LivePatient.hear); no answer
 
 ATT_DEFAULT_MTU = 23
 ATT_ERR_INVALID_HANDLE = 0x01
@@ -257,6 +259,9 @@ class Air:
         self._stopped: asyncio.Event | None = None
         self._start_error: BaseException | None = None
         self.port = 0
+        # who hears what is said in the room (V_SAY): the simulated person, called on the air's
+        # thread with the instruction
+        self.listeners: list = []
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -368,12 +373,22 @@ class Air:
             kind, a, b, body = await read_message(reader)
             if kind == D_HELLO:
                 await self._serve_device(peer, body)
+            elif kind == V_SAY:
+                self._hear(body)
             else:
                 await self._serve_central(peer, (kind, a, b, body))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             peer.close()
+
+    def _hear(self, body: bytes) -> None:
+        try:
+            instruction = json.loads(body)
+        except ValueError:
+            return
+        for listener in list(self.listeners):
+            listener(instruction)
 
     # -- devices
     async def _serve_device(self, peer: _Peer, hello: bytes) -> None:

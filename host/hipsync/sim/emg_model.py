@@ -91,7 +91,7 @@ def mvc_activation(cfg: PatientConfig, task: Task, t_rel_s: np.ndarray) -> np.nd
     tonic = cfg.tonic_pct_mvc
     pct = tonic + (MVC_OTHERS_PCT - tonic) * r[:, None] * np.ones((1, 4))
     ch = units.EMG_CHANNELS.index(task.muscle)
-    pct[:, ch] = tonic + (100.0 - tonic) * r
+    pct[:, ch] = tonic + (100.0 * task.effort - tonic) * r
     return np.clip(pct / 100.0, 0.0, 1.0)
 
 

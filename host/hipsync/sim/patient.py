@@ -33,12 +33,28 @@ def _layout(tasks: Sequence[Task]) -> list[Segment]:
     return segments
 
 
-def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None = None) -> Recording:
+def _rngs(seed: int, part: int | None) -> dict[str, np.random.Generator]:
+    whole = dict(zip(_STREAMS, (np.random.default_rng(s)
+                                for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
+    if part is None:
+        return whole
+    # One part of a longer recording: fresh noise and movement, but the same person wearing the
+    # same electrodes (the DC electrode offsets stay those of the whole recording).
+    parts = dict(zip(_STREAMS, (np.random.default_rng(s)
+                                for s in np.random.SeedSequence([seed, part]).spawn(len(_STREAMS)))))
+    parts["offset"] = whole["offset"]
+    return parts
+
+
+def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None = None, *,
+             part: int | None = None) -> Recording:
+    """`part`: this recording is part `part` of a longer one that is simulated piece by piece
+    (the live patient): new random draws, the same electrode offsets."""
     cfg = config if config is not None else PatientConfig()
     tasks = list(tasks) if tasks is not None else default_protocol()
     if not tasks:
         raise ValueError("simulate needs at least one task")
-    rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(len(_STREAMS)))))
+    rngs = _rngs(cfg.seed, part)
     fs = float(units.EMG_RATE_HZ)
     segments = _layout(tasks)
     n = int(round(segments[-1].t_end_s * fs))

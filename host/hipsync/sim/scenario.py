@@ -63,11 +63,18 @@ def steps_from_recording(recording: Recording) -> list[Step]:
     return steps
 
 
-def write_recording_feed(recording: Recording, path: Path, mounting: np.ndarray | None = None) -> Path:
+def feed_arrays(recording: Recording, mounting: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the chips convert: AFE codes (n, 4), lead-off bit masks (n,), IMU counts (m, 6) in the
+    sensor frame of the board."""
     counts = recording.to_sensor_counts(board_mounting() if mounting is None else mounting)
     bits = (recording.lead_off_mask.astype(np.uint32) << np.arange(4, dtype=np.uint32)).sum(axis=1)
     imu = np.concatenate([counts.acc_counts, counts.gyr_counts], axis=1).astype(np.int16)
-    write_feed(path, counts.afe_codes, bits.astype(np.uint32), imu)
+    return counts.afe_codes, bits.astype(np.uint32), imu
+
+
+def write_recording_feed(recording: Recording, path: Path, mounting: np.ndarray | None = None) -> Path:
+    write_feed(path, *feed_arrays(recording, mounting))
     return path
 
 

@@ -22,6 +22,9 @@ class Task:
     side: str | None = None  # single-leg tasks: stance side "L"/"R"
     reps: int = 0
     rep_s: float = 0.0
+    # mvc only: the fraction of a maximal effort the person really gives (1.0: a true MVC; a
+    # patient who holds back, or a strap that slips, gives much less)
+    effort: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -30,6 +33,8 @@ class Task:
             raise ValueError(f"task duration must be > 0 s, got {self.duration_s}")
         if self.kind == "mvc" and self.muscle not in units.EMG_CHANNELS:
             raise ValueError(f"an MVC task needs muscle in {units.EMG_CHANNELS}, got {self.muscle!r}")
+        if not 0.0 <= self.effort <= 1.0:
+            raise ValueError(f"effort must be within 0..1, got {self.effort}")
         if self.kind in REP_KINDS:
             object.__setattr__(self, "side", side_letter(self.side))
             if self.side is None or self.reps < 1 or self.rep_s <= 0:
@@ -72,9 +77,10 @@ def rest(duration_s: float = 3.0) -> Task:
     return Task("rest", duration_s)
 
 
-def mvc(muscle: str, duration_s: float = 5.0) -> Task:
-    """Standing isometric maximal contraction of one muscle against a strap (see ASSUMPTIONS.md)."""
-    return Task("mvc", duration_s, muscle=muscle)
+def mvc(muscle: str, duration_s: float = 5.0, effort: float = 1.0) -> Task:
+    """Standing isometric maximal contraction of one muscle against a strap (see ASSUMPTIONS.md);
+    `effort` < 1 for one done badly."""
+    return Task("mvc", duration_s, muscle=muscle, effort=effort)
 
 
 def walking(duration_s: float = 120.0) -> Task:

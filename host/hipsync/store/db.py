@@ -194,6 +194,14 @@ class Store:
                           "VALUES (?,?,?,?)", (session_id, name, float(t_start_s), float(t_end_s)))
         self.conn.commit()
 
+    def remove_task(self, session_id: int, name: str, t_start_s: float) -> None:
+        """Unmark one task (a trial found implausible after the fact is stored again under its
+        refused name)."""
+        self._check_session(session_id)
+        self.conn.execute("DELETE FROM tasks WHERE session=? AND name=? AND t_start_s=?",
+                          (session_id, name, float(t_start_s)))
+        self.conn.commit()
+
     def set_calibration(self, session_id: int, *, standing_deg=None,
                         mvc_uv: dict[str, float | None] | None = None,
                         source: str = "entered") -> None:
