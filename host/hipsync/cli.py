@@ -82,6 +82,7 @@ def _commands() -> dict:
         "scan": ("hipsync.commands.scan", "find hipsync devices nearby"),
         "stream": ("hipsync.commands.stream", "live view; saves to the session store as it goes"),
         "sync": ("hipsync.commands.sync", "pull new recorded sessions from a device"),
+        "record": ("hipsync.commands.record", "start, stop or check a recording in the device"),
         "report": ("hipsync.commands.report", "write the synergy report of a session or patient"),
         "export": ("hipsync.commands.export", "export a session as CSV or EDF+"),
         "replay": ("hipsync.commands.replay", "run recorded CSV samples through the firmware"),

@@ -17,6 +17,18 @@ For each session the device lists as closed and not yet synced:
 Idempotent: synced sessions are skipped; a session held in the archive (a crash between ingest and
 confirm) is confirmed without a transfer or a second ingest.
 
+Calibration: a recording starts with a calibration record (hipwire.records.decode_calibration):
+whether its pelvis angles are relative to the device's standing calibration, and the MVCs the
+clinic's host gave the device (SET_MVC). The store gets them as the session's calibration:
+standing angles 0, 0, 0 (the device already measured against standing) and the MVCs, with
+`source` "device calibration (standing <when>, MVCs <when>)". A recording without a standing
+calibration or MVCs gets no stored calibration (the report says how to add one).
+
+Patients: the device knows no patient codes. `hipsync record start --patient P` records on the host
+that the session it started, and the button recordings after it, are P's (`assign_patient`, a
+file beside the archive). A sync for another patient than a pending session's is refused before
+anything is transferred (PatientMismatch), so one sync never mixes patients.
+
 The link (`LinkLike`): `await command(op, *args) -> (status, values)` (values as
 hipwire.commands.decode_response gives them) and `chunks`: an asyncio.Queue of sync-characteristic
 notifications (bytes, or (bytes, host time) tuples; None when the link is lost). Link loss is
@@ -46,7 +58,7 @@ import platformdirs
 from hipwire import auth
 from hipwire import commands as cmd
 from hipwire.frames import FrameError
-from hipwire.records import scan_records
+from hipwire.records import decode_calibration, is_calibration, scan_records
 
 # Each window costs a round trip at its end (end marker in, next SESSION_READ out, its response):
 # two to three connection intervals in which no chunk moves. 256 KiB (~7 s at full rate) keeps that
@@ -86,6 +98,121 @@ class SessionCorrupt(SyncError):
     pass
 
 
+class PatientMismatch(SyncError):
+    pass
+
+
+@dataclass
+class DeviceCalibration:
+    """A recording's calibration record: standing (pelvis angles relative to a standing
+    calibration), when (unix s, 0 unknown) and the MVCs (uV per channel, None = not given)."""
+
+    clock: int
+    standing: bool
+    standing_unix: int
+    mvc_uv: dict[str, float | None]
+    mvc_unix: int
+
+    @classmethod
+    def from_frame(cls, frame: bytes) -> DeviceCalibration:
+        from hipwire.units import EMG_CHANNELS
+
+        clock, flags, t_st, mvc, t_mvc = decode_calibration(frame)
+        return cls(clock, bool(flags & cmd.CAL_HAS_STANDING), t_st,
+                   {ch: (float(v) if v else None) for ch, v in zip(EMG_CHANNELS, mvc)}, t_mvc)
+
+    @property
+    def has_mvc(self) -> bool:
+        return any(v is not None for v in self.mvc_uv.values())
+
+    @property
+    def source(self) -> str:
+        def when(t: int) -> str:
+            return (datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC") if t
+                    else "time unknown")
+
+        parts = [f"standing {when(self.standing_unix)}" if self.standing else "no standing"]
+        if self.has_mvc:
+            given = [ch for ch, v in self.mvc_uv.items() if v is not None]
+            parts.append(f"MVCs {when(self.mvc_unix)}"
+                         + ("" if len(given) == len(self.mvc_uv) else f" ({', '.join(given)})"))
+        else:
+            parts.append("no MVCs")
+        return f"device calibration ({', '.join(parts)})"
+
+    def as_dict(self) -> dict:
+        return {"clock": self.clock, "standing": self.standing,
+                "standing_unix": self.standing_unix, "mvc_uv": self.mvc_uv,
+                "mvc_unix": self.mvc_unix}
+
+
+def store_device_calibration(store, store_session: int, cal: DeviceCalibration | None) -> bool:
+    """Set the store session's calibration from a recording's calibration record; False (nothing
+    stored) when the device had neither a standing calibration nor MVCs."""
+    if cal is None or not (cal.standing or cal.has_mvc):
+        return False
+    store.set_calibration(store_session, standing_deg=(0.0, 0.0, 0.0) if cal.standing else None,
+                          mvc_uv=cal.mvc_uv if cal.has_mvc else None, source=cal.source)
+    return True
+
+
+# ----------------------------------------------------------------------------- patients
+PATIENTS_FILE = "patients.json"
+
+
+class PatientMap:
+    """archive/<device>/patients.json: which patient a device's recordings belong to.
+    {"sessions": {"7": "P-017"}, "holder": {"patient": "P-017", "from_session": 7}}: session 7 was
+    started for P-017 (`record start`), and so are the button recordings after it."""
+
+    def __init__(self, archive_dir: str | os.PathLike | None, device_hex: str):
+        root = Path(archive_dir) if archive_dir is not None else default_archive_dir()
+        self.path = root / device_hex / PATIENTS_FILE
+
+    def load(self) -> dict:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {"sessions": {}, "holder": None}
+        doc.setdefault("sessions", {})
+        doc.setdefault("holder", None)
+        return doc
+
+    def assign(self, session_id: int, patient_id: str) -> None:
+        doc = self.load()
+        doc["sessions"][str(session_id)] = patient_id
+        doc["holder"] = {"patient": patient_id, "from_session": session_id}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def patient_of(self, session_id: int, doc: dict | None = None) -> str | None:
+        doc = doc if doc is not None else self.load()
+        got = doc["sessions"].get(str(session_id))
+        if got is not None:
+            return got
+        holder = doc["holder"]
+        if holder and session_id >= holder["from_session"]:
+            return holder["patient"]
+        return None
+
+
+def assign_patient(device_id: bytes | str, session_id: int, patient_id: str,
+                   archive_dir: str | os.PathLike | None = None) -> None:
+    """Record on this host that device session `session_id` (and the button recordings after it)
+    belong to patient_id."""
+    dev = device_id if isinstance(device_id, str) else bytes(device_id).hex()
+    PatientMap(archive_dir, dev).assign(session_id, patient_id)
+
+
+def patients_of(device_id: bytes | str, session_ids, archive_dir=None) -> dict[int, str | None]:
+    dev = device_id if isinstance(device_id, str) else bytes(device_id).hex()
+    pm = PatientMap(archive_dir, dev)
+    doc = pm.load()
+    return {sid: pm.patient_of(sid, doc) for sid in session_ids}
+
+
 @dataclass
 class Progress:
     session_id: int
@@ -105,6 +232,9 @@ class SessionResult:
     store_session: int | None
     archive_path: Path
     transferred: bool  # False: it was already held (confirmed without a transfer)
+    calibration: DeviceCalibration | None = None  # the recording's calibration record
+    calibration_stored: bool = False  # it became the store session's calibration
+    patient_id: str | None = None
 
 
 @dataclass
@@ -363,6 +493,7 @@ class _Sync:
         self.max_reconnects = max_reconnects
         self.result = SyncResult(device_id=self.device_id.hex())
         self.ledger = _Ledger(Path(archive_dir), self.device_id.hex())
+        self.patients = PatientMap(archive_dir, self.device_id.hex())
         self._t0 = time.monotonic()
         self._last_report = 0.0
 
@@ -408,6 +539,7 @@ class _Sync:
     async def run(self) -> SyncResult:
         await self.call(authenticate, self.secret, self.device_id)
         entries = await self.call(list_sessions)
+        self._check_patients(entries)
         for entry in entries:
             sid, size, crc, flags, start_unix = entry
             if flags & cmd.SESSION_OPEN:
@@ -418,6 +550,25 @@ class _Sync:
                 self.result.synced.append(await self._session(entry))
         self.result.elapsed_s = time.monotonic() - self._t0
         return self.result
+
+    def _check_patients(self, entries: list[tuple]) -> None:
+        """Refuse, before any transfer, a sync that would put another patient's recording into
+        this patient's sessions."""
+        doc = self.patients.load()
+        wrong = {}
+        for sid, _size, crc, flags, _start in entries:
+            if flags & (cmd.SESSION_OPEN | cmd.SESSION_SYNCED) or self.ledger.load(sid, crc):
+                continue
+            owner = self.patients.patient_of(sid, doc)
+            if owner is not None and self.patient_id and owner != self.patient_id:
+                wrong.setdefault(owner, []).append(sid)
+        if wrong:
+            who = "; ".join(f"session(s) {', '.join(map(str, sids))} were recorded for {p}"
+                            for p, sids in sorted(wrong.items()))
+            first = sorted(wrong)[0]
+            raise PatientMismatch(
+                f"device {self.device_id.hex()}: {who}, not {self.patient_id}. Nothing was "
+                f"synced. Run `hipsync sync --patient {first}` for them first.")
 
     async def _session(self, entry: tuple) -> SessionResult:
         sid, size, crc, flags, start_unix = entry
@@ -436,18 +587,38 @@ class _Sync:
             frames, end, why = scan_records(data)
             if why is not None:
                 raise SessionCorrupt(f"session {sid}: {why}; nothing was confirmed or erased")
-            store_session = self._ingest(sid, start_unix, [f for _, f in frames])
+            cal = None
+            stream = []
+            for _, f in frames:
+                if is_calibration(f):
+                    if cal is None:
+                        try:
+                            cal = DeviceCalibration.from_frame(f)
+                        except FrameError:
+                            pass  # a newer major version: the session stays uncalibrated
+                else:
+                    stream.append(f)
+            patient = self.patients.patient_of(sid) or self.patient_id
+            store_session = self._ingest(sid, start_unix, stream, patient)
+            stored = (store_device_calibration(self.store, store_session, cal)
+                      if store_session is not None else False)
             held = {"session": sid, "crc32": crc, "size": size, "start_unix": start_unix,
                     "frames": len(frames), "store_session": store_session,
-                    "patient_id": self.patient_id}
+                    "patient_id": patient,
+                    "calibration": cal.as_dict() if cal is not None else None,
+                    "calibration_stored": stored}
             archive = self.ledger.save(sid, crc, data, held)
         else:
             archive = self.ledger.paths(sid, crc)[0]
         await self.call(_confirm, sid, crc)
+        c = held.get("calibration")
+        cal = DeviceCalibration(**c) if c else None
         return SessionResult(sid, size, crc, start_unix, held["frames"], held["store_session"],
-                             archive, transferred)
+                             archive, transferred, cal, bool(held.get("calibration_stored")),
+                             held.get("patient_id"))
 
-    def _ingest(self, sid: int, start_unix: int, frames: list[bytes]) -> int | None:
+    def _ingest(self, sid: int, start_unix: int, frames: list[bytes],
+                patient_id: str | None = None) -> int | None:
         if self.store is None:
             return None
         from hipwire.frames import check
@@ -455,11 +626,12 @@ class _Sync:
         from .protocol import StreamAssembler
         from .store import ingest
 
-        if not self.patient_id:
+        patient_id = patient_id or self.patient_id
+        if not patient_id:
             raise SyncError("a patient id is needed to put synced sessions into the store")
         started = (datetime.fromtimestamp(start_unix, UTC).isoformat(timespec="seconds")
                    if start_unix else None)
-        store_sid = self.store.create_session(self.patient_id, self.device_id.hex(),
+        store_sid = self.store.create_session(patient_id, self.device_id.hex(),
                                               started_at=started,
                                               notes=f"synced from device session {sid}")
         asm = StreamAssembler()

@@ -4,8 +4,10 @@ back-pressured; the host must end byte-identical to the device's log, exactly on
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import zlib
+from pathlib import Path
 
 import pytest
 from test_sync_fakelink import FakeDevice, representative_frames, temp_folder
@@ -15,6 +17,8 @@ from hipsync.provision import provision_virtual
 from hipsync.secrets import SecretStore
 from hipsync.store import open_store
 from hipwire import commands as cmd
+from hipwire import records
+from hipwire.frames import FrameError
 from hipwire.records import scan_records
 
 
@@ -181,3 +185,103 @@ def test_holes_bookkeeping():
     assert h.first_missing(30) == (25, 40) and h.held == 85
     h.add(25, 40)
     assert h.first_missing(30) is None and h.have == [[0, 100]]
+
+
+# ------------------------------------------------------------------ calibration record, patients
+GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "shared/hipwire/golden.json").read_text())
+
+
+def _calibration_frame(flags, standing_unix, mvc, mvc_unix, clock=0):
+    buf = bytearray(records.CALIBRATION_SIZE)
+    n = records.encode_calibration(buf, clock, flags, standing_unix, mvc, mvc_unix)
+    return bytes(buf[:n])
+
+
+def test_the_calibration_record_matches_its_golden_vector():
+    (v,) = [x for x in GOLDEN["vectors"] if x["name"] == "record_of_calibration"]
+    a = v["args"]["calibration"]
+    frame = _calibration_frame(a["flags"], a["standing_unix"], a["mvc_uv"], a["mvc_unix"],
+                               a["clock"])
+    assert frame.hex() == v["args"]["frame"] and len(frame) == records.CALIBRATION_SIZE
+    out = bytearray(records.record_size(len(frame)))
+    assert out[:records.encode_record(out, frame, len(frame))].hex() == v["hex"]
+    d = v["decoded"]["calibration"]
+    assert records.decode_calibration(frame) == (d["clock"], d["flags"], d["standing_unix"],
+                                                 tuple(d["mvc_uv"]), d["mvc_unix"])
+    cal = hsync.DeviceCalibration.from_frame(frame)
+    assert cal.standing and cal.mvc_uv == {"l_gmed": 412.0, "r_gmed": 388.0, "l_es": None,
+                                           "r_es": 164.0}
+    assert cal.source == ("device calibration (standing 2025-12-01 14:40 UTC, "
+                          "MVCs 2025-12-01 14:45 UTC (l_gmed, r_gmed, r_es))")
+    for bad in (frame[:-1], frame[:-2] + b"\x00\x00", b"\x51" + frame[1:]):
+        with pytest.raises(FrameError):
+            records.decode_calibration(bad)
+    assert not records.is_calibration(bytes.fromhex(GOLDEN["vectors"][0]["hex"]))
+
+
+def test_sync_stores_the_recordings_device_calibration_and_none_where_it_had_none(folder):
+    secrets = SecretStore(folder / "secrets.json")
+    mvc = (412, 388, 151, 164)
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            with_cal = await dev.record([_calibration_frame(cmd.CAL_HAS_STANDING, 1764600000,
+                                                            mvc, 1764600300)]
+                                        + representative_frames(8, 11))
+            without = await dev.record([_calibration_frame(0, 0, (0, 0, 0, 0), 0)]
+                                       + representative_frames(4, 12))
+            store = open_store(folder / "store.sqlite3")
+            res = await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                          patient_id="HOME-7", archive_dir=folder / "archive")
+            assert [s.session_id for s in res.synced] == [with_cal, without]
+            a, b = res.synced
+            assert a.calibration_stored and not b.calibration_stored
+            assert a.calibration.standing and not b.calibration.standing
+            cal = store.load_calibration(a.store_session)
+            assert list(cal.standing_deg) == [0.0, 0.0, 0.0]
+            assert cal.mvc_uv == {"l_gmed": 412.0, "r_gmed": 388.0, "l_es": 151.0, "r_es": 164.0}
+            assert cal.source == ("device calibration (standing 2025-12-01 14:40 UTC, "
+                                  "MVCs 2025-12-01 14:45 UTC)")
+            assert not store.load_calibration(b.store_session).has_standing
+            # the record is not a stream frame: no loss, nothing "unsupported"
+            stats = store.load_metadata(a.store_session).link_stats
+            assert stats["frames_lost"] == 0 and stats["unsupported"] == 0
+            assert a.frames == len(representative_frames(8, 11)) + 1  # every record counted
+            store.close()
+        finally:
+            await dev.stop()
+
+    _run(go())
+
+
+def test_a_sync_for_another_patient_is_refused_before_anything_moves(folder):
+    secrets = SecretStore(folder / "secrets.json")
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            archive = folder / "archive"
+            first = await dev.record(representative_frames(3, 21))
+            hsync.assign_patient(dev.device_id, first, "P-A", archive_dir=archive)
+            button = await dev.record(representative_frames(3, 22))  # the button, later
+            store = open_store(folder / "store.sqlite3")
+            with pytest.raises(hsync.PatientMismatch,
+                               match=r"session\(s\) 1, 2 were recorded for P-A, not P-B.*"
+                                     r"hipsync sync --patient P-A"):
+                await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                        patient_id="P-B", archive_dir=archive)
+            assert store.session_ids() == []
+            link = await dev.connect()
+            await hsync.authenticate(link, ds.secret)
+            assert [e[3] for e in await hsync.list_sessions(link)] == [0, 0]  # none confirmed
+            res = await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                          patient_id="P-A", archive_dir=archive)
+            assert [(s.session_id, s.patient_id) for s in res.synced] == [(first, "P-A"),
+                                                                          (button, "P-A")]
+            assert {store.patient_of(s.store_session) for s in res.synced} == {"P-A"}
+            store.close()
+        finally:
+            await dev.stop()
+
+    _run(go())
