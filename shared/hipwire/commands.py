@@ -6,6 +6,20 @@
 #   + data + CRC-16; a chunk with no data marks the end of a read.
 # The token is chosen by the host and echoed, so a late or replayed response cannot be mistaken
 # for the answer to a newer command. Every response carries a status code.
+#
+# Retries. The token is also the command's sequence number: the host gives every new command the
+# next token (1..255, wrapping; one command in flight at a time) and sends a command whose response
+# did not come again with the SAME token. The device keeps, per connection, the last command whose
+# handler ran (the whole frame: token, op, request bytes, CRC) and the response it sent. The
+# identical frame again on that connection is answered with that response byte for byte, without
+# running the handler again, so a retried CALIBRATE end or REC_START acts once. It is still
+# refused with auth_required if the connection is not authenticated. Any other frame runs as a new
+# command and replaces the entry (a frame refused before its handler ran - malformed, unknown op,
+# auth_required - empties it): a new token runs, and so does the same token with another op or
+# request (a host that restarted may reuse a token; it is not refused). Error statuses a handler
+# answered are replayed like OK ones. A new connection starts with no entry: a command sent again
+# after a reconnect runs again, so the host sends again only commands that may run twice
+# (hipsync.ble.repeatable_on_new_link).
 import struct
 
 from hipwire.compat import const
