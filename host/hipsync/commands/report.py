@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from hipsync.report.calibration import missing_calibration_message
     from hipsync.store import HipsyncDataError, MissingCalibration, open_store
 
-    if (args.session is None) == (args.patient is None):
-        raise CliError("give either a SESSION id or --patient ID")
     if args.calibration_from is not None and args.session is None:
         raise CliError("--calibration-from needs a SESSION to copy the calibration into")
+    if (args.session is None) == (args.patient is None):
+        raise CliError("give either a SESSION id or --patient ID")
     store = open_store(create=False)
     try:
         if args.patient is not None:

@@ -101,7 +101,8 @@ def render(rep: dict) -> str:
     s = rep["session"]
     units = rep.get("units") or metric_units(s["normalisation"]["used"])
     unit = units["stance_gmed_pct_mvc"]
-    title = f"hipsync report – patient {s['patient_id']} – session {s['session_id']}"
+    title = (f"hipsync report – patient {s['patient_id']} – "
+             + (f"session {s['session_id']}" if s["session_id"] is not None else "unsaved session"))
     parts = [(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
              f"<title>{escape(('SIMULATED – ' if rep.get('simulated') else '') + title)}</title>"

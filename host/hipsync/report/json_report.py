@@ -129,6 +129,10 @@ def _side(r: SideResult) -> dict:
     return out
 
 
+_NO_MVC_SENTENCE = "because no MVC was recorded"  # in hipsync.analysis.core._sentence
+_NO_USABLE_MVC_SENTENCE = "because no usable MVC was recorded (see the MVC note below the flags)"
+
+
 def mvc_notice(checks: dict[str, MvcCheck], used: str) -> str | None:
     """The first-screen sentence on MVCs that were not usable, and what the report used instead;
     None when every MVC was used."""
@@ -231,4 +235,8 @@ def build(a: SessionAnalysis, generated_at: str | None = None, *,
         "warnings": warnings,
         "caveats": CAVEATS,
     }
+    if any(c.status in ("implausible", "refused") for c in mvc_checks.values()):
+        # the analysis' sentence knows only "missing"; an MVC was recorded but not used
+        for side in report["sides"].values():
+            side["summary"] = side["summary"].replace(_NO_MVC_SENTENCE, _NO_USABLE_MVC_SENTENCE)
     return _clean(report)
