@@ -7,12 +7,21 @@ holds about 50 samples, BLE queues several frames, a reconnect delivers seconds 
 a nominal 100 Hz over 20.2 s). Sample k of a frame is at device clock `clock + k * period`, and
 its LSL time is the clock fit (protocol.ClockMap: host = offset + rate * device seconds, offset
 on the fastest deliveries) applied to that clock, plus the offset from the host clock that stamps
-notifications (time.monotonic, ble.DeviceLink.clock) to pylsl.local_clock(). The fit is the one
-the assembler keeps, fed the same (clock, host_time_s) pairs; it is refreshed at most once a
-second of host time so that a push stays cheap. In the first second of a stream the fit has no
-slope yet (rate 1); afterwards it follows the device's drift. The same mapping applies to a stored
-session: clock_map_from_store() fits the host_time_s the store keeps per frame, host_times() maps
-sample times through it.
+notifications (time.monotonic, ble.DeviceLink.clock) to pylsl.local_clock().
+
+The fit is the protocol's ClockMap, fed with each frame's receive time against the clock of the
+newest thing it carries: a batch cannot leave the device before its LAST sample exists, so its
+point is (clock + (n - 1) * period, host_time_s); a STATUS frame's own clock. Gait events are
+left out: the device emits them 0.25-2 s after the clock they carry (firmware/dsp/gait.py), which
+would only tilt the slope. (The assembler's own ClockMap pairs a batch's FIRST sample with its
+arrival, so its offset includes the ~0.5 s a 50-sample frame takes to fill; pass it as clock_map
+only if that is wanted.) The fit is refreshed at most once a second of host time so that a push
+stays cheap. A least-squares slope over a few seconds of bursty deliveries is noise (bursts of
+two 0.5-s frames tilt it by several percent and step the stamps back by half a second), so for
+the first WARMUP_S of device clock the stamps use rate 1 and the fastest delivery so far;
+afterwards the fit, which follows the device's drift. The same mapping applies to a stored session:
+clock_map_from_store() fits the host_time_s the store keeps per frame by the same rule,
+host_times() maps sample times through it.
 
 Frames with a suspect clock (time unknown; the store leaves them out of a loaded session too) are
 not pushed; `skipped_suspect` counts them. An unknown stride is a marker without a number ("FC R").
@@ -29,11 +38,12 @@ import numpy as np
 
 from hipwire import units
 
-from ..protocol import ClockMap, Envelope, Event, Pelvis, Received
+from ..protocol import Batch, ClockMap, Envelope, Event, Pelvis, RawEmg, Received, Status
 from ..session import EMG_CHANNELS, PELVIS_ANGLES, Metadata
 from .common import event_text
 
 REFIT_EVERY_S = 1.0  # host seconds between clock-fit refreshes during a live stream
+WARMUP_S = 10.0  # device seconds of points before the fit's slope is used
 
 
 def available() -> tuple[bool, str]:
@@ -58,17 +68,29 @@ class SampleClock:
         self._fit: tuple[float, float] | None = None
         self._fit_at_s = -np.inf
         self._latest_s = -np.inf
+        self._clock_span = [np.inf, -np.inf]  # device ticks of the own fit's points
+        self._fastest_s = np.inf  # min(host - device seconds): the warm-up offset
 
     def observe(self, rx: Received) -> None:
         """A frame as released by the assembler (adds its clock point to an own fit)."""
         if self._own and not rx.clock_suspect:
-            self.clock_map.add(rx.clock, rx.host_time_s)
+            clock = fit_point_clock(rx)
+            if clock is not None:
+                self.clock_map.add(clock, rx.host_time_s)
+                span = self._clock_span
+                span[0], span[1] = min(span[0], clock), max(span[1], clock)
+                self._fastest_s = min(self._fastest_s, rx.host_time_s - clock / units.CLOCK_HZ)
         self._latest_s = max(self._latest_s, rx.host_time_s)
 
     def fit(self) -> tuple[float, float]:
-        """(offset_s, rate) of ClockMap.fit, refreshed at most every refit_every_s host seconds."""
+        """(offset_s, rate): ClockMap.fit (rate 1 and the fastest delivery during the warm-up of
+        an own fit), refreshed at most every refit_every_s host seconds."""
         if self._fit is None or self._latest_s - self._fit_at_s >= self._refit_every_s:
-            self._fit = self.clock_map.fit()
+            span_s = (self._clock_span[1] - self._clock_span[0]) / units.CLOCK_HZ
+            if self._own and not span_s >= WARMUP_S and np.isfinite(self._fastest_s):
+                self._fit = (float(self._fastest_s), 1.0)
+            else:
+                self._fit = self.clock_map.fit()
             self._fit_at_s = self._latest_s
         return self._fit
 
@@ -79,16 +101,28 @@ class SampleClock:
         return self.host_to_lsl_s + offset + rate * ticks / units.CLOCK_HZ
 
 
+def fit_point_clock(rx: Received) -> int | None:
+    """The device clock to pair with rx.host_time_s in the fit (module docstring), None to leave
+    the frame out."""
+    f = rx.frame
+    if isinstance(f, (Batch, RawEmg)):
+        return rx.clock + max(f.n_samples - 1, 0) * f.period_ticks
+    if isinstance(f, Status):
+        return rx.clock
+    return None  # gait events: emitted long after their clock
+
+
 def clock_map_from_store(store, session_id: int) -> ClockMap:
-    """The clock fit of a stored session: every stored frame's (clock, host_time_s), as the
-    assembler had fitted them live (frames with a suspect clock left out, as the assembler does)."""
+    """The clock fit of a stored session from the host_time_s the store keeps per frame, by the
+    rule of fit_point_clock (frames with a suspect clock left out)."""
     store._check_session(session_id)
     cm = ClockMap()
-    for table in ("batches", "events", "status"):
-        for clock, host_s in store.conn.execute(
-                f"SELECT clock, host_time_s FROM {table} WHERE session=? AND clock_suspect=0 "
-                f"ORDER BY clock", (session_id,)):
-            cm.add(int(clock), float(host_s))
+    rows = store.conn.execute(
+        "SELECT clock + max(n_samples - 1, 0) * period_ticks AS c, host_time_s FROM batches "
+        "WHERE session=? AND clock_suspect=0 UNION ALL SELECT clock, host_time_s FROM status "
+        "WHERE session=? AND clock_suspect=0 ORDER BY c", (session_id, session_id))
+    for clock, host_s in rows:
+        cm.add(int(clock), float(host_s))
     if cm.n_points == 0:
         raise ValueError(f"session {session_id} has no stored frames to fit a clock to")
     return cm
@@ -156,4 +190,5 @@ class LslOutlets:
         self.envelope = self.pelvis = self.events = None  # liblsl closes an outlet when freed
 
 
-__all__ = ["LslOutlets", "SampleClock", "available", "clock_map_from_store", "host_times"]
+__all__ = ["LslOutlets", "SampleClock", "available", "clock_map_from_store", "fit_point_clock",
+           "host_times"]
