@@ -94,6 +94,20 @@ def test_first_screen_order_flags_then_caveat():
     assert FIRST_SCREEN_CAVEAT == "Patterns, not a diagnosis; trunk lean not assessed."
 
 
+def test_first_screen_stays_short_with_every_notice():
+    """Banner, summary, flags (rules folded away), caveat and notices fit one screen: about 1600
+    characters of text at 15 px on a 1280 x 900 window with the worst case below."""
+    s = syn.make_session(syn.weak_left_compensating(seed=2, walk_s=60, lead_off=("r_es", 40, 50),
+                                                    loss_fraction=0.08))
+    s.calibration.mvc_uv["l_gmed"] = 8.0
+    first = _first_screen(_page(build_report(s, FIXED_TIME)))
+    body = re.sub(r"<details.*?</details>", "", first[first.index("<body>"):], flags=re.S)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+    assert len(text) < 2200, len(text)
+    for needle in ("Simulated data", "HIGH_LOSS", "LOW_QUALITY", FIRST_SCREEN_CAVEAT, "MVC not used"):
+        assert needle in text, needle
+
+
 def test_check_mvc_thresholds():
     assert check_mvc(200.0, 4.0, 60.0)[0]
     ok, why = check_mvc(MIN_MVC_OVER_REST * 4.0 - 0.1, 4.0, None)
