@@ -27,6 +27,7 @@ from hipsync.report import (
     html,
     patient_trend,
     simulated_reason,
+    svg,
     write_report,
 )
 from hipsync.report.json_report import FIRST_SCREEN_CAVEAT
@@ -252,8 +253,9 @@ def test_trend_numbers_dates_n_iqr_and_warnings(trend_store, tmp_path):
         assert f"L {drop['median']:.1f} (IQR {drop['iqr']:.1f}, n {drop['n']})" in cells[5]
     assert "own walking peak" in rows[1] and "none" not in rows[1].split("class='warnings'>")[1][:10]
     # the x axis: whole session numbers with their dates, never 1.5
-    ticks = re.findall(r'class="xtick"[^>]*>([^<]*)</text>', page)
-    assert ticks and set(ticks) == {"1", "2", "3", "4"}
+    ticks = re.findall(r'class="xtick" x="([\d.]+)"[^>]*>([^<]*)</text>', page)
+    assert ticks and {label for _, label in ticks} == {"1", "2", "3", "4"}
+    assert all(svg.ML <= float(x) <= svg.W - svg.MR for x, _ in ticks)  # inside the frame
     assert "2024-02-17" in re.findall(r'class="xtick-sub"[^>]*>([^<]*)</text>', page)
     assert page.count('class="whisker"') > 0
     # activation of the session without MVC is not plotted next to %MVC sessions

@@ -179,7 +179,11 @@ def line_plot(plot_id, title, series, xlabel, ylabel, hline=None, markers=False,
               xpad=0.02) -> str:
     """series: (label, xs, ys) or (label, xs, ys, lo, hi): lo..hi drawn as a whisker at each x
     (e.g. the interquartile range). xticks: see _frame."""
-    ax = _Axes(*_range([np.asarray(s[1], float) for s in series], pad=xpad),
+    # with named ticks the axis spans every tick, also those without a point (e.g. a session
+    # that could not be analysed)
+    xs_for_range = [np.asarray(s[1], float) for s in series] + \
+        ([np.array([t[0] for t in xticks], float)] if xticks else [])
+    ax = _Axes(*_range(xs_for_range, pad=xpad),
                *_range([np.asarray(a, float) for s in series for a in s[2:]]
                        + ([np.array([hline])] if hline is not None else []), include_zero=True))
     body = []
