@@ -21,6 +21,7 @@ from hipsync.analysis.mvc_check import (
 from hipsync.cli import main
 from hipsync.report import (
     SIMULATED_KEY,
+    CalibrationCopyError,
     build_report,
     copy_calibration,
     findings_text,
@@ -30,6 +31,7 @@ from hipsync.report import (
     svg,
     write_report,
 )
+from hipsync.report.calibration import calibrated_sessions
 from hipsync.report.json_report import FIRST_SCREEN_CAVEAT
 from hipsync.session import Metadata
 from hipsync.store import open_store
@@ -310,6 +312,28 @@ def test_copy_calibration_api(trend_store, tmp_path):
     # the session without MVCs gives its standing angles only
     c2 = copy_calibration(store, home, ids[1])
     assert all(v is None for v in c2.mvc_uv.values()) and set(c2.mvc_not_copied) == set(c2.mvc_uv)
+
+
+def test_copy_takes_the_standing_posture_not_a_device_relative_reference(trend_store):
+    store, ids = trend_store
+    # a clinic session whose device streamed relative angles after its standing calibration
+    # (sync stores that as standing 0, 0, 0 "device calibration (...)"): the copy takes the
+    # posture of its standing task, which the home recording's absolute angles need
+    store.set_calibration(ids[0], standing_deg=(0.0, 0.0, 0.0),
+                          source="device calibration (standing 2024-02-10 10:00 UTC, no MVCs)")
+    c = copy_calibration(store, ids[3], ids[0])
+    assert c.standing_deg[0] == pytest.approx(syn.STANDING_DEG[0], abs=0.1)
+    assert c.standing_deg[1] == pytest.approx(syn.STANDING_DEG[1], abs=0.1)
+    # without a standing task there is nothing to copy
+    s = syn.make_session(syn.healthy(seed=30, walk_s=20))
+    s.metadata.patient_id = "P-T"
+    s.tasks = [t for t in s.tasks if t.name != "standing"]
+    synced = store.save_session_data(s)
+    store.set_calibration(synced, standing_deg=(0.0, 0.0, 0.0),
+                          source="device calibration (standing time unknown, no MVCs)")
+    with pytest.raises(CalibrationCopyError, match="device's own standing reference"):
+        copy_calibration(store, ids[3], synced)
+    assert synced not in [sid for sid, _ in calibrated_sessions(store, ids[3])]
 
 
 def _cli(monkeypatch, capsys, store_path, *args) -> tuple[int, str, str]:

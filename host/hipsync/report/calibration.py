@@ -15,7 +15,10 @@ from ..session import EMG_CHANNELS
 from ..store.errors import HipsyncDataError, MissingCalibration
 from .provenance import copied_source
 
-_MAX_SESSIONS_SEARCHED = 20  # loading a session reads all its samples: look at the newest few
+_MAX_SESSIONS_SEARCHED = 20
+# hipsync.sync stores a recording's device calibration under this source (standing 0, 0, 0: the
+# device streamed angles relative to its own standing calibration)
+DEVICE_RELATIVE_SOURCE_PREFIX = "device calibration"  # loading a session reads all its samples: look at the newest few
 
 
 class CalibrationCopyError(HipsyncDataError):
@@ -34,10 +37,11 @@ class CopiedCalibration:
 
 
 def copy_calibration(store, session_id: int, from_session_id: int) -> CopiedCalibration:
-    """Copy the standing angles and the plausible MVCs of another session of the same patient
-    into this session's stored calibration (Store.set_calibration). MVCs that are missing or fail
-    mvc_check in the source are stored as None, so this session's own MVC tasks (if any) or the
-    report's fallback apply to them. Raises UnknownSession, and CalibrationCopyError (another
+    """Copy the standing posture (the median of its standing task; else its stored standing
+    angles, unless they are a device-relative reference) and the plausible MVCs of another
+    session of the same patient into this session's stored calibration (Store.set_calibration).
+    MVCs that are missing or fail mvc_check in the source are stored as None, so this session's
+    own MVC tasks (if any) or the report's fallback apply to them. Raises UnknownSession, and CalibrationCopyError (another
     patient's session, the session itself, or a source without a standing calibration)."""
     target = store.load_metadata(session_id)  # UnknownSession if absent
     source_meta = store.load_metadata(from_session_id)
@@ -56,18 +60,32 @@ def copy_calibration(store, session_id: int, from_session_id: int) -> CopiedCali
         raise CalibrationCopyError(
             f"session {from_session_id} has no standing calibration to copy either "
             f"({_candidates_text(store, session_id)}).") from None
+    # A session that needs a copy streamed angles not relative to any standing reference, so it
+    # needs the standing posture as the sensor saw it: the standing task's median (measured before
+    # the device's calibration ended). A stored device calibration (sync's "device calibration
+    # (...)": angles already relative, standing 0, 0, 0) means nothing for other angles.
+    standing = standing_from_task(src)
+    if standing is None:
+        if str(cal.source).startswith(DEVICE_RELATIVE_SOURCE_PREFIX):
+            raise CalibrationCopyError(
+                f"session {from_session_id} has only the device's own standing reference (its "
+                f"angles were recorded relative to it), not a standing task whose posture could "
+                f"be copied ({_candidates_text(store, session_id)}).")
+        standing = cal.standing_deg
     checks = session_mvc_checks(src, cal.mvc_uv)
     mvc = {ch: (checks[ch].mvc_uv if checks[ch].ok else None) for ch in EMG_CHANNELS}
     not_copied = {ch: checks[ch].reason for ch in EMG_CHANNELS if not checks[ch].ok}
     text = copied_source(from_session_id, source_meta.started_at)
     # set_calibration keeps stored values that are not given: pass every channel explicitly
-    store.set_calibration(session_id, standing_deg=cal.standing_deg, mvc_uv=mvc, source=text)
+    store.set_calibration(session_id, standing_deg=standing, mvc_uv=mvc, source=text)
     return CopiedCalibration(session_id, from_session_id, (source_meta.started_at or "?")[:10],
-                             tuple(float(v) for v in cal.standing_deg), mvc, not_copied, text)
+                             tuple(float(v) for v in standing), mvc, not_copied, text)
 
 
 def _has_standing(store, sid: int) -> bool:
-    if store.load_calibration(sid).has_standing:
+    """A standing posture copy_calibration can copy."""
+    cal = store.load_calibration(sid)
+    if cal.has_standing and not str(cal.source).startswith(DEVICE_RELATIVE_SOURCE_PREFIX):
         return True
     return standing_from_task(store.load_session(sid)) is not None
 
