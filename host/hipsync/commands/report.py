@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - a bug: one line for the user, the trace on request
         if os.environ.get(ENV_DEBUG) == "1":
             raise
-        raise CliError(f"could not analyse session {args.session}: {type(e).__name__}: {e}. "
+        what = f"session {args.session}" if args.patient is None else f"patient {args.patient}"
+        raise CliError(f"could not analyse {what}: {type(e).__name__}: {e}. "
                        f"This is a bug in hipsync; rerun with {ENV_DEBUG}=1 for the details and "
                        f"report them.", EXIT_FAILED) from None
     print(f"report: {html}\njson:   {js}")
