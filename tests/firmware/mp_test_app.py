@@ -1,5 +1,7 @@
 # The whole device app on the unix board: fake chips feed the real drivers, the real DSP runs,
 # frames come out of the (offline) fake radio. Runs inside MicroPython.
+from array import array
+
 import micropython
 
 import bluetooth
@@ -152,15 +154,18 @@ def test_raw_mode_streams_the_exact_codes_beside_the_processed_stream():
     got = []
     a.streamer.record = lambda buf, n: got.append(bytes(buf[:n]))
     assert _send(a, cmd.OP_STREAM_START, 1, cmd.MODE_RAW)[2] == cmd.OK and a.raw_mode
-    sent = []
+    # preallocated: growing lists of 1200 ints ran the 512 KiB test heap out beside the app
+    sent = array("i", bytes(4 * 4 * 400))
+    n_sent = 0
     for _ in range(30):
         clock.advance(10)
         n = a.emg.drain(a.codes, a.leadoff, 100)
         for i in range(n * 4):
-            sent.append(a.codes[i] >> rawcodec.RAW_SHIFT)
+            sent[n_sent] = a.codes[i] >> rawcodec.RAW_SHIFT
+            n_sent += 1
         a._emg_block(n, a.emg.clock_first, 244)
     a.streamer.flush(244)
-    raw = []
+    n_raw = 0
     types = set()
     for frame in got:
         types.add(frame[0])
@@ -168,9 +173,10 @@ def test_raw_mode_streams_the_exact_codes_beside_the_processed_stream():
             period, channels = rawcodec.decode(frame)
             for k in range(len(channels[0])):
                 for c in range(4):
-                    raw.append(channels[c][k])
+                    assert channels[c][k] == sent[n_raw], (n_raw, channels[c][k], sent[n_raw])
+                    n_raw += 1
     assert wire.ENVELOPE in types
-    assert raw == sent and len(raw) == 4 * 300
+    assert n_raw == n_sent == 4 * 300
     assert _send(a, cmd.OP_STREAM_STOP, 2)[2] == cmd.OK and not a.raw_mode
 
 
@@ -326,6 +332,64 @@ def test_holding_the_button_starts_and_stops_a_recording_with_the_led_showing_it
     assert not svc.recording()
     sessions = svc.log.sessions()
     assert len(sessions) == 1 and sessions[0][1] > 500  # (id, size, ...): bytes were recorded
+    _remove_tree(root)
+
+
+def test_the_led_tells_recording_from_streaming_and_a_full_flash_blinks_fast():
+    import os
+    import struct
+    from binascii import hexlify
+
+    import machine
+
+    from board import pins
+    from link.sync_service import SyncService
+    from security.authenticator import Authenticator
+    from store.flashlog import FlashLog
+
+    root = "/tmp/hipsync-mp-led-" + hexlify(os.urandom(6)).decode()
+    free = [1 << 20]
+    clock = hardware_clock.install(None)
+    board = hw.build()
+    svc = SyncService(FlashLog(root, free_bytes=lambda: free[0]),
+                      Authenticator(b"\x11" * 32, board.device_id),
+                      clock=lambda: board.drdy_counter.value() - 1)
+    a = app_module.App(board, bluetooth.BLE(), board.device_id, auth=svc, sessions=svc,
+                       log=lambda msg: None)
+    a.start()
+    ticks = [0]
+
+    def ui_polls(k, level=1):
+        machine.board_drive(pins.BUTTON, level)
+        led = []
+        for _ in range(k):
+            clock.advance(100)
+            a.step()
+            ticks[0] += 1
+            a.ui_tick(ticks[0])
+            led.append(board.led.value())
+        return led
+
+    a.streamer.live = True
+    a.server.connected = True  # a host streams: solid
+    assert sum(ui_polls(20)) == 20
+    svc.start_recording()  # and the device records too: recording shows, not streaming
+    assert sum(ui_polls(20)) == 10 and max(ui_polls(2)) == 1
+    reply = bytearray(32)
+    assert svc.rec_status(reply, 0) == 15
+    flags, sid, seconds, size, free_kib = struct.unpack_from("<BHIII", reply, 0)
+    assert flags == cmd.REC_RECORDING and sid == 1 and 1 <= seconds <= 3 and size > 0
+    assert free_kib == 1024
+    svc.log.stop()
+    a.streamer.live = False
+    a.server.connected = False
+    free[0] = 0  # the flash is full: a button press cannot start a recording
+    ui_polls(21, 0)
+    assert not svc.recording() and svc.log.full
+    led = ui_polls(20)
+    assert sum(led) == 10 and led[0] != led[1]  # fast blink: every other 100 ms
+    svc.rec_status(reply, 0)
+    assert struct.unpack_from("<BH", reply, 0) == (cmd.REC_FLASH_FULL, 0)
     _remove_tree(root)
 
 
