@@ -481,25 +481,28 @@ def try_timeouts(total_s: float, first_s: float = FIRST_TRY_S,
 #     STREAM_START / STREAM_STOP / SET_CONFIG (set the same state), TIME_SYNC (a new anchor, and
 #     the reply carries the clock of the run that answered), SESSION_LIST, SESSION_READ (restarts
 #     the read; chunks carry their offsets), SESSION_CONFIRM (already synced is fine), CALIBRATE
-#     begin steps (restart the window: what was held before the drop is not used);
+#     begin steps (restart the window: what was held before the drop is not used), CALIBRATE
+#     standing end (the pelvis keeps the window's sums until the next begin, so a second end
+#     computes the same pose from the same samples; only the flash save is repeated);
 #   not harmless: AUTH_RESPONSE (its challenge died with the link: auth_failed, counted towards
-#     the lock-out), CALIBRATE end steps (a second MVC end answers bad_arg, a second standing end
-#     measures again), REC_START (a second run answers busy, the session id is lost), REC_STOP (a
-#     second run answers 0), ERASE (a second run answers not_found or 0 erased).
+#     the lock-out), CALIBRATE MVC end (a second end answers bad_arg: the peak is gone), REC_START
+#     (a second run answers busy, the session id is lost), REC_STOP (a second run answers 0),
+#     ERASE (a second run answers not_found or 0 erased).
 # The harmless ones are sent again after a reconnect; the others raise CommandInterrupted and the
 # caller decides (e.g. after REC_START: SESSION_LIST shows whether a session is open).
 _REPEATABLE_OPS = frozenset({
     commands.OP_INFO, commands.OP_BATTERY, commands.OP_AUTH_CHALLENGE, commands.OP_STREAM_START,
     commands.OP_STREAM_STOP, commands.OP_SET_CONFIG, commands.OP_TIME_SYNC,
     commands.OP_SESSION_LIST, commands.OP_SESSION_READ, commands.OP_SESSION_CONFIRM})
-_CALIBRATE_BEGIN_STEPS = frozenset({commands.CAL_STANDING_BEGIN}
-                                   | {commands.CAL_MVC_BEGIN + ch for ch in range(16)})
+_REPEATABLE_CALIBRATE_STEPS = frozenset(
+    {commands.CAL_STANDING_BEGIN, commands.CAL_STANDING_END}
+    | {commands.CAL_MVC_BEGIN + ch for ch in range(16)})
 
 
 def repeatable_on_new_link(op: int, args: tuple = ()) -> bool:
     """Whether running op(args) twice, once on a dropped link and once on the next, is harmless."""
     if op == commands.OP_CALIBRATE:
-        return bool(args) and args[0] in _CALIBRATE_BEGIN_STEPS
+        return bool(args) and args[0] in _REPEATABLE_CALIBRATE_STEPS
     return op in _REPEATABLE_OPS
 
 
