@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -157,7 +158,10 @@ class DeviceLink:
         self._clock = clock
         self._client: BleakClient | None = None
         self._closing = False
-        self._token = 0
+        # tokens go on from a random start: a new host process does not begin where the last one
+        # did, so its first command cannot match the device's replay entry of the last one's
+        # final command (should the device see the same connection handle again)
+        self._token = random.randrange(255)
         self._pending: dict[int, tuple[int, asyncio.Future]] = {}
         self._command_lock = asyncio.Lock()
         self._reconnect_task: asyncio.Task | None = None
@@ -403,6 +407,7 @@ class DeviceLink:
                             raise NotConnected("the link dropped")
                         try:
                             await client.write_gatt_char(gatt.CONTROL_UUID, frame, response=True)
+                            last_error = None
                         except (BleakError, OSError) as e:
                             if not self.connected:
                                 raise NotConnected(f"the link dropped: {e}") from e

@@ -164,6 +164,18 @@ def test_a_failed_write_is_retried_after_its_wait():
     assert link.command_retries == 1 and took >= 0.1  # backed off for the first try's wait
 
 
+def test_writes_that_keep_failing_name_the_write_error():
+    async def go():
+        link, dev = _link([FAIL] * 10)
+        with pytest.raises(ble.LinkError, match="failed after 3 tries: write failed"):
+            await link.command(cmd.OP_CALIBRATE, cmd.CAL_STANDING_BEGIN, timeout_s=0.7)
+        link2, _ = _link([FAIL, LOST, LOST])
+        with pytest.raises(ble.CommandTimeout):  # the last writes went out: no answer is a timeout
+            await link2.command(cmd.OP_CALIBRATE, cmd.CAL_STANDING_BEGIN, timeout_s=0.7)
+
+    run(go())
+
+
 def test_no_reply_at_all_times_out_after_the_callers_budget():
     async def go():
         link, dev = _link([LOST] * 10)
