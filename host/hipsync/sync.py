@@ -160,6 +160,12 @@ def store_device_calibration(store, store_session: int, cal: DeviceCalibration |
 PATIENTS_FILE = "patients.json"
 
 
+def describe_sessions(ids) -> str:
+    """'session 4' / 'sessions 4, 5'."""
+    ids = list(ids)
+    return f"session{'' if len(ids) == 1 else 's'} {', '.join(map(str, ids))}"
+
+
 class PatientMap:
     """archive/<device>/patients.json: which patient a device's recordings belong to.
     {"sessions": {"7": "P-017"}, "holder": {"patient": "P-017", "from_session": 7}}: session 7 was
@@ -563,8 +569,8 @@ class _Sync:
             if owner is not None and self.patient_id and owner != self.patient_id:
                 wrong.setdefault(owner, []).append(sid)
         if wrong:
-            who = "; ".join(f"session(s) {', '.join(map(str, sids))} were recorded for {p}"
-                            for p, sids in sorted(wrong.items()))
+            who = "; ".join(f"{describe_sessions(sids)} {'was' if len(sids) == 1 else 'were'} "
+                            f"recorded for {p}" for p, sids in sorted(wrong.items()))
             first = sorted(wrong)[0]
             raise PatientMismatch(
                 f"device {self.device_id.hex()}: {who}, not {self.patient_id}. Nothing was "

@@ -213,7 +213,7 @@ def test_a_recording_started_and_stopped_with_the_button_is_the_same_patients(jo
     tmp, user, out, mvc, sessions, timings, fs = journey
     assert f"session 2 (patient {PATIENT})" in out["button_status"]
     assert "recording: no" in out["button_idle"]
-    assert "recorded for HOME-042, not SOMEONE-ELSE" in out["sync_other"]
+    assert "session 2 was recorded for HOME-042, not SOMEONE-ELSE" in out["sync_other"]
     assert "1 new session(s)" in out["sync_button"]
     session = sessions["synced from device session 2"]
     assert session["patient_id"] == PATIENT

@@ -121,7 +121,7 @@ def test_start_for_a_patient_while_another_patients_sessions_wait_is_refused(dev
     link = device({cmd.OP_SESSION_LIST: [pending, (cmd.OK, ())]})
     code, _, err = _main(capsys, "start", "--patient", "P-NEW")
     assert code == cli.EXIT_FAILED
-    assert "session(s) 4, 5 of patient P-OLD" in err and "hipsync sync --patient P-OLD" in err
+    assert "sessions 4, 5 of patient P-OLD" in err and "hipsync sync --patient P-OLD" in err
     assert not any(s[0] == cmd.OP_REC_START for s in link.sent)
 
 

@@ -267,7 +267,7 @@ def test_a_sync_for_another_patient_is_refused_before_anything_moves(folder):
             button = await dev.record(representative_frames(3, 22))  # the button, later
             store = open_store(folder / "store.sqlite3")
             with pytest.raises(hsync.PatientMismatch,
-                               match=r"session\(s\) 1, 2 were recorded for P-A, not P-B.*"
+                               match=r"sessions 1, 2 were recorded for P-A, not P-B.*"
                                      r"hipsync sync --patient P-A"):
                 await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
                                         patient_id="P-B", archive_dir=archive)

@@ -75,7 +75,7 @@ async def _command(link, op: int, *args) -> tuple[int, tuple]:
 
 # ----------------------------------------------------------------------------- start
 async def _start(link, device_id: bytes, patient: str) -> None:
-    from hipsync.sync import assign_patient, list_sessions, patients_of
+    from hipsync.sync import assign_patient, describe_sessions, list_sessions, patients_of
     from hipwire import commands as cmd
 
     entries = await list_sessions(link)
@@ -83,9 +83,9 @@ async def _start(link, device_id: bytes, patient: str) -> None:
     owners = patients_of(device_id, pending)
     others = sorted({p for p in owners.values() if p is not None and p != patient})
     if others:
-        held = ", ".join(str(s) for s, p in owners.items() if p == others[0])
-        raise CliError(f"the device still holds session(s) {held} of patient {others[0]} that are "
-                       f"not synced: run `hipsync sync --patient {others[0]}` first, so that "
+        held = [s for s, p in owners.items() if p == others[0]]
+        raise CliError(f"the device still holds {describe_sessions(held)} of patient "
+                       f"{others[0]}, not synced: run `hipsync sync --patient {others[0]}` first, so that "
                        f"patients are never mixed", EXIT_FAILED)
     # the device stamps the session's start with the host's clock
     await link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
@@ -113,8 +113,8 @@ async def _start(link, device_id: bytes, patient: str) -> None:
           "`hipsync record stop` or holding the button 2 s ends it")
     print(f"calibration: {_calibration_line(await link.command(cmd.OP_CAL_INFO))}")
     if unassigned := [s for s, p in owners.items() if p is None]:
-        print(f"note: the device also holds session(s) {', '.join(map(str, unassigned))} recorded "
-              f"for no patient: the next sync files them under its --patient")
+        print(f"note: the device also holds {describe_sessions(unassigned)}, recorded for no "
+              f"patient: the next sync files them under its --patient")
 
 
 # ----------------------------------------------------------------------------- stop
