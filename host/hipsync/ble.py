@@ -483,9 +483,9 @@ def try_timeouts(total_s: float, first_s: float = FIRST_TRY_S,
 # Running a command again on a NEW connection (the device's replay entry died with the old one, so
 # a command whose first run happened just before the drop runs a second time):
 #   harmless: INFO, BATTERY, AUTH_CHALLENGE (a new challenge; the host answers the one it gets),
-#     STREAM_START / STREAM_STOP / SET_CONFIG (set the same state), TIME_SYNC (a new anchor, and
-#     the reply carries the clock of the run that answered), SESSION_LIST, SESSION_READ (restarts
-#     the read; chunks carry their offsets), SESSION_CONFIRM (already synced is fine), CALIBRATE
+#     STREAM_START / STREAM_STOP / SET_CONFIG / SET_MVC (set the same state), CAL_INFO and
+#     REC_STATUS (read only), TIME_SYNC (a new anchor, and the reply carries the clock of the run
+#     that answered), SESSION_LIST, SESSION_READ (restarts the read; chunks carry their offsets), SESSION_CONFIRM (already synced is fine), CALIBRATE
 #     begin steps (restart the window: what was held before the drop is not used), CALIBRATE
 #     standing end (the pelvis keeps the window's sums until the next begin, so a second end
 #     computes the same pose from the same samples; only the flash save is repeated);
@@ -493,12 +493,14 @@ def try_timeouts(total_s: float, first_s: float = FIRST_TRY_S,
 #     the lock-out), CALIBRATE MVC end (a second end answers bad_arg: the peak is gone), REC_START
 #     (a second run answers busy, the session id is lost), REC_STOP (a second run answers 0),
 #     ERASE (a second run answers not_found or 0 erased).
-# The harmless ones are sent again after a reconnect; the others raise CommandInterrupted and the
-# caller decides (e.g. after REC_START: SESSION_LIST shows whether a session is open).
+# The harmless ones are sent again after a reconnect; the others (and ops not listed here, until
+# someone judges them) raise CommandInterrupted and the caller decides (e.g. after REC_START:
+# REC_STATUS shows whether a session is open, and which).
 _REPEATABLE_OPS = frozenset({
     commands.OP_INFO, commands.OP_BATTERY, commands.OP_AUTH_CHALLENGE, commands.OP_STREAM_START,
-    commands.OP_STREAM_STOP, commands.OP_SET_CONFIG, commands.OP_TIME_SYNC,
-    commands.OP_SESSION_LIST, commands.OP_SESSION_READ, commands.OP_SESSION_CONFIRM})
+    commands.OP_STREAM_STOP, commands.OP_SET_CONFIG, commands.OP_SET_MVC, commands.OP_CAL_INFO,
+    commands.OP_REC_STATUS, commands.OP_TIME_SYNC, commands.OP_SESSION_LIST,
+    commands.OP_SESSION_READ, commands.OP_SESSION_CONFIRM})
 _REPEATABLE_CALIBRATE_STEPS = frozenset(
     {commands.CAL_STANDING_BEGIN, commands.CAL_STANDING_END}
     | {commands.CAL_MVC_BEGIN + ch for ch in range(16)})

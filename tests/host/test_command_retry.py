@@ -237,12 +237,13 @@ def test_a_drop_during_a_calibration_end_is_not_sent_again():
 def test_which_ops_are_sent_again_after_a_reconnect():
     rep = ble.repeatable_on_new_link
     assert rep(cmd.OP_INFO) and rep(cmd.OP_TIME_SYNC, (1,)) and rep(cmd.OP_SESSION_READ, (1, 0, 9))
+    assert rep(cmd.OP_SET_MVC, (1, 2, 3, 4)) and rep(cmd.OP_CAL_INFO) and rep(cmd.OP_REC_STATUS)
     assert rep(cmd.OP_CALIBRATE, (cmd.CAL_STANDING_BEGIN,))
     assert rep(cmd.OP_CALIBRATE, (cmd.CAL_MVC_BEGIN + 3,))
     assert rep(cmd.OP_CALIBRATE, (cmd.CAL_STANDING_END,))  # same sums, same pose
     assert not rep(cmd.OP_CALIBRATE, (cmd.CAL_MVC_END,))
-    for op in (cmd.OP_REC_START, cmd.OP_REC_STOP, cmd.OP_ERASE, cmd.OP_AUTH_RESPONSE):
-        assert not rep(op)
+    for op in (cmd.OP_REC_START, cmd.OP_REC_STOP, cmd.OP_ERASE, cmd.OP_AUTH_RESPONSE, 0x7E):
+        assert not rep(op)  # an op nobody judged yet is not sent again either
 
 
 def test_after_a_reconnect_a_protected_command_waits_for_the_new_authentication():
