@@ -35,6 +35,8 @@ class ScriptedLink:
         a = self.answers[op]
         if isinstance(a, list):
             a = a.pop(0) if len(a) > 1 else a[0]
+        if isinstance(a, Exception):
+            raise a
         status, values = a
         if status != cmd.OK:
             raise CommandError(op, status)
@@ -89,6 +91,20 @@ def test_start_without_a_calibration_says_the_report_will_need_one(device, capsy
     device({cmd.OP_REC_START: (cmd.OK, (1,))})
     code, out, _ = _main(capsys, "start", "--patient", "P-9")
     assert code == 0 and "calibration: none" in out and "calibrate at the clinic first" in out
+
+
+def test_a_link_drop_during_start_or_stop_is_resolved_by_asking_the_device(device, capsys):
+    from hipsync.ble import CommandInterrupted
+
+    device({cmd.OP_REC_START: CommandInterrupted(cmd.OP_REC_START),
+            cmd.OP_REC_STATUS: (cmd.OK, (cmd.REC_RECORDING, 5, 0, 40, 9000))})
+    code, out, err = _main(capsys, "start", "--patient", "P-9")
+    assert code == 0 and "recording: session 5 " in out, err
+    device({cmd.OP_REC_STOP: CommandInterrupted(cmd.OP_REC_STOP),
+            cmd.OP_REC_STATUS: [(cmd.OK, (cmd.REC_RECORDING, 5, 61, 9000, 9000)),
+                                (cmd.OK, (0, 0, 0, 0, 9000))]})
+    code, out, err = _main(capsys, "stop")
+    assert code == 0 and "stopped: session 5, 0:01:01" in out, err
 
 
 def test_start_while_recording_is_refused(device, capsys):

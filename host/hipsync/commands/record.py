@@ -73,6 +73,24 @@ async def _command(link, op: int, *args) -> tuple[int, tuple]:
         return e.status, ()
 
 
+async def _rec_command(link, op: int) -> tuple[int, tuple]:
+    """REC_START / REC_STOP, which are not sent twice after a reconnect: when the link dropped
+    with one in flight, REC_STATUS (after the reconnect) tells whether the device ran it."""
+    from hipsync.ble import CommandInterrupted
+    from hipwire import commands as cmd
+
+    try:
+        return await _command(link, op)
+    except CommandInterrupted:
+        _, (flags, sid, *_rest) = await link.command(cmd.OP_REC_STATUS)
+        recording = bool(flags & cmd.REC_RECORDING)
+        if op == cmd.OP_REC_START and recording:
+            return cmd.OK, (sid,)
+        if op == cmd.OP_REC_STOP and not recording:
+            return cmd.OK, (-1,)  # it stopped; which session is not known any more
+        return await _command(link, op)  # it did not run: now it may
+
+
 # ----------------------------------------------------------------------------- start
 async def _start(link, device_id: bytes, patient: str) -> None:
     from hipsync.sync import assign_patient, describe_sessions, list_sessions, patients_of
@@ -89,12 +107,12 @@ async def _start(link, device_id: bytes, patient: str) -> None:
                        f"patients are never mixed", EXIT_FAILED)
     # the device stamps the session's start with the host's clock
     await link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
-    status, values = await _command(link, cmd.OP_REC_START)
+    status, values = await _rec_command(link, cmd.OP_REC_START)
     if status == cmd.ERR_STORAGE and any(e[3] & cmd.SESSION_SYNCED for e in entries):
         # synced sessions are held intact by a host (their CRC was confirmed): make room
         _, (erased,) = await link.command(cmd.OP_ERASE, cmd.ERASE_ALL_SYNCED)
         print(f"flash was full: erased {erased} session(s) already synced")
-        status, values = await _command(link, cmd.OP_REC_START)
+        status, values = await _rec_command(link, cmd.OP_REC_START)
     if status == cmd.ERR_BUSY:
         _, st = await link.command(cmd.OP_REC_STATUS)
         raise CliError(f"the device is already recording (session {st[1]}, "
@@ -123,7 +141,9 @@ async def _stop(link, device_id: bytes) -> None:
     from hipwire import commands as cmd
 
     _, st = await link.command(cmd.OP_REC_STATUS)
-    _, (sid,) = await link.command(cmd.OP_REC_STOP)
+    _, (sid,) = await _rec_command(link, cmd.OP_REC_STOP)
+    if sid == -1:  # the link dropped while it stopped
+        sid = st[1]
     if sid == 0:
         raise CliError("the device is not recording: nothing to stop (`hipsync record status` "
                        "shows what it is doing)", EXIT_FAILED)
