@@ -233,3 +233,20 @@ def _remove_tree(path):
         else:
             os.remove(full)
     os.rmdir(path)
+
+
+def test_a_stranger_can_neither_set_nor_read_the_calibration():
+    from binascii import hexlify
+
+    root = "/tmp/hipsync-mp-calauth-" + hexlify(os.urandom(6)).decode()
+    _remove(_PATH)
+    try:
+        clock, a, svc = _recording_app(root)
+        for op, args in ((cmd.OP_SET_MVC, (1, 2, 3, 4)), (cmd.OP_CAL_INFO, ()),
+                         (cmd.OP_REC_STATUS, ())):
+            n = a.control.handle(cmd.encode_command(op, 9, *args), 1, 244)
+            assert cmd.decode_response(bytes(a.control.reply[:n]))[2] == cmd.ERR_AUTH_REQUIRED
+        assert a.cal.mvc_uv == [0, 0, 0, 0] and calibration.load(_PATH).mvc_uv == [0, 0, 0, 0]
+    finally:
+        _remove(_PATH)
+        _remove_tree(root)
