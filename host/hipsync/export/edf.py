@@ -30,7 +30,8 @@ Layout of the file:
   "device clock at start 1.059 s" at onset 0, and "dev_t0_1.059s" in the recording field.
   The start date is the session's started_at (host wall time of session creation, UTC; EDF keeps
   whole seconds): the device clock has no wall-time anchor in the store.
-- Gait events: "IC L 3" (no number when the device did not know the stride). Tasks: "task
+- Gait events: "IC L 3" (no number when the device did not know the stride); an event outside
+  the file's span is left out. Tasks: "task
   <name>" clipped to the span that holds stored samples, " (clipped)" added when a task began
   before the first or ended after the last sample; a task entirely outside is left out.
 - Annotation texts are at most 40 bytes (edflib's limit); onsets are exact (100 us resolution,
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,8 @@ def _clip_text(text: str) -> str:
 
 def _stream(name, labels, dimension, transducer, prefilter, rate_hz, t_s, values, digits_per_unit,
             digital_range) -> _Stream:
+    if not (np.all(np.isfinite(t_s)) and np.all(np.isfinite(values))):
+        raise ExportError(f"{name} holds non-finite times or values: nothing to write for them")
     ticks = np.rint(np.asarray(t_s) * TICKS_PER_S).astype(np.int64)
     dig = np.rint(np.asarray(values, float) * digits_per_unit)
     lo, hi = digital_range
@@ -195,7 +198,8 @@ def to_edf(session: SessionData, path, *, bdf: bool = False) -> Path:
     headers, columns = [], []
     for s in streams:
         lo, hi = s.digital_range
-        phys = (lo / s.digits_per_unit, hi / s.digits_per_unit)
+        d = s.digits_per_unit  # ints when 1: "-8388608.0" would overflow the 8-char field
+        phys = (lo, hi) if d == 1 else (lo / d, hi / d)
         when = f"t=start+{s.offset_ticks / TICKS_PER_S:.3f}s+k/{s.rate_hz:g}s"
         for c, label in enumerate(s.labels):
             headers.append({"label": label, "dimension": s.dimension,
@@ -238,9 +242,13 @@ def to_edf(session: SessionData, path, *, bdf: bool = False) -> Path:
         w.setRecordingAdditional(additional)
         w.setEquipment(_ascii(f"hipsync_{m.device_id}")[:_RECORD_FIELD_FREE - 1 - len(additional)])
         try:
-            w.setStartdatetime(datetime.fromisoformat(m.started_at).replace(tzinfo=None))
+            started = datetime.fromisoformat(m.started_at)
         except (TypeError, ValueError):
             pass  # no usable start date: edflib's default
+        else:
+            if started.tzinfo is not None:
+                started = started.astimezone(UTC)
+            w.setStartdatetime(started.replace(tzinfo=None))
         if w.record_duration != RECORD_S:
             raise ExportError(f"pyedflib chose {w.record_duration}-s data records, not {RECORD_S} s")
         for row in records:

@@ -3,9 +3,9 @@ markers, fed with the assembler's Received frames.
 
 Timestamps follow the device sample clock, not arrival: notifications come in bursts (a frame
 holds about 50 samples, BLE queues several frames, a reconnect delivers seconds at once), so
-"now" at arrival spreads or squeezes the samples (the old outlet stamped 2,652 envelope samples at
-a nominal 100 Hz over 20.2 s). Sample k of a frame is at device clock `clock + k * period`, and
-its LSL time is the clock fit (protocol.ClockMap: host = offset + rate * device seconds, offset
+"now" at arrival spreads or squeezes the samples (reported against the old outlet, which did
+that: 2,652 envelope samples at a nominal 100 Hz stamped over 20.2 s). Sample k of a frame is
+at device clock `clock + k * period`, and its LSL time is the clock fit (protocol.ClockMap: host = offset + rate * device seconds, offset
 on the fastest deliveries) applied to that clock, plus the offset from the host clock that stamps
 notifications (time.monotonic, ble.DeviceLink.clock) to pylsl.local_clock().
 
