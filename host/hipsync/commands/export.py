@@ -23,7 +23,8 @@ _FORMATS = ("csv", "edf", "bdf")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = __doc__.split("\n\n")[0]
+    p.description = __doc__.split("\n\n", 1)[1]  # what each format writes
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("session", type=int, help="session id (see `hipsync sessions`)")
     p.add_argument("--format", choices=_FORMATS, default="csv",
                    help="csv: a folder of tables (envelope, pelvis, events, tasks, status, "
