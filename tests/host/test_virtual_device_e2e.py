@@ -14,7 +14,7 @@ import pytest
 from hipsync import ble
 from hipsync.acquire import LiveSession, Step
 from hipsync.ble import CommandError
-from hipsync.commands._device import VIRTUAL_DEVICE_ID
+from hipsync.commands._device import VIRTUAL_DEVICE_ID, Wearer
 from hipsync.commands.demo import run_demo
 from hipsync.provision import provision_virtual
 from hipsync.secrets import SecretStore
@@ -35,7 +35,8 @@ DEVICE_ID = bytes.fromhex(VIRTUAL_DEVICE_ID)
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = asyncio.run(run_demo(out, walk_s=40.0, speed=6.0, seed=3))
+    wearer = Wearer(PatientConfig(weak_side="left", es_compensation="stance", seed=3), None)
+    result = asyncio.run(run_demo(out, wearer, walk_s=40.0, speed=6.0, keep_truth=True))
     return out, result
 
 
@@ -51,22 +52,36 @@ def test_demo_writes_the_report_and_loses_nothing_on_a_clean_link(demo):
     assert left["strides"] >= 20 and right["strides"] >= 20
 
 
-def _truth_and_session(out: Path, seed: int = 3, walk_s: float = 40.0):
-    scen = scenario.build(PatientConfig(weak_side="left", es_compensation="stance", seed=seed),
-                          out / "truth", walk_s=walk_s)
+def _walk_truth_and_session(out: Path, result: dict):
+    """The patient's walk as they really did it, on device time, and the stored session."""
     session = open_store(out / "demo.sqlite3", create=False).load_session(1)
-    return scen.recording, session
+    walks = [(t0, rec) for t0, rec in result["patient"].truth
+             if any(seg.name == "walking" for seg in rec.segments) and rec.duration_s >= 40]
+    assert walks, [rec.segments for _, rec in result["patient"].truth]
+    t0, rec = walks[-1]
+    return t0, rec, session
+
+
+def test_the_patient_did_what_each_prompt_asked(demo):
+    _, result = demo
+    heard = [h.instruction["task"] for h in result["patient"].heard]
+    want = ["standing", "mvc_l_gmed", "mvc_r_gmed", "mvc_l_es", "mvc_r_es", "walk"]
+    assert [h for h in heard if h != "rest"] == want
+    assert [s.name for s in result["steps"]] == want and all(s.accepted for s in result["steps"])
 
 
 def test_decoded_streams_match_the_simulated_truth(demo):
-    out, _ = demo
-    rec, s = _truth_and_session(out)
-    walk = rec.segment("walking")
+    out, result = demo
+    t0, rec, s = _walk_truth_and_session(out, result)
+    # what the patient walked: the piece's walking segment, until the host said stop
+    seg = rec.segment("walking")
+    told = next(o for o in result["steps"] if o.name == "walk")
+    walk = type(seg)(seg.name, seg.t_start_s + t0, min(seg.t_end_s + t0, told.t_end_s), seg.kind)
     # pelvis: device angles (relative to its standing calibration) against the true relative angles
     m = (s.pelvis_t_s > walk.t_start_s + 2) & (s.pelvis_t_s < walk.t_end_s - 1)
     truth = rec.pelvis_relative_deg()
     for k, name in enumerate(("obliquity", "tilt", "rotation")):
-        want = np.interp(s.pelvis_t_s[m], rec.imu_t_s, truth[:, k])
+        want = np.interp(s.pelvis_t_s[m], rec.imu_t_s + t0, truth[:, k])
         err = s.pelvis_deg[m, k] - want
         rmse = float(np.sqrt(np.mean((err - np.median(err)) ** 2)))
         assert rmse < 1.0, (name, rmse)  # tolerance: 1 deg RMS after the static offset
@@ -75,12 +90,12 @@ def test_decoded_streams_match_the_simulated_truth(demo):
     me = (s.envelope_t_s > walk.t_start_s + 2) & (s.envelope_t_s < walk.t_end_s - 1)
     t = s.envelope_t_s[me]
     for ch in range(4):
-        want = np.interp(t - 0.037, rec.emg_t_s, rec.envelope_uv[:, ch])
+        want = np.interp(t - 0.037, rec.emg_t_s + t0, rec.envelope_uv[:, ch])
         r = np.corrcoef(s.envelope_uv[me, ch], want)[0, 1]
         assert r > 0.9, (ch, r)
     # gait events: every true initial contact found within 60 ms, on the right side
-    true_ic = [(e["t_s"], e["side"]) for e in rec.events
-               if e["kind"] == "IC" and walk.t_start_s + 2 < e["t_s"] < walk.t_end_s - 2]
+    true_ic = [(e["t_s"] + t0, e["side"]) for e in rec.events
+               if e["kind"] == "IC" and walk.t_start_s + 2 < e["t_s"] + t0 < walk.t_end_s - 2]
     dev_ic = [(float(e[0]), e[2]) for e in s.events if e[1] == "IC"]
     hits = 0
     for t_true, side in true_ic:
@@ -207,7 +222,7 @@ def test_stream_survives_a_forced_disconnect_and_reports_the_gap(tmp_path):
         await link.reconnect()
         # the gap (>= 4 s) and >= 4 s after it: STATUS frames from after the gap carry the
         # device's count of the frames it dropped while unconnected
-        await session.wait_device_time(before_s + 10, timeout_s=30)
+        await session.wait_device_time(before_s + 10)
         device_dropped = session.latest_status.fields["frames_dropped"]
         result = await session.stop()
         await link.disconnect()

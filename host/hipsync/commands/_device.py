@@ -95,7 +95,7 @@ class VirtualRig:
 @contextlib.contextmanager
 def virtual_device(fs_dir: Path, *, wearer: Wearer | None = None, speed: float = 1.0,
                    device_id: str = VIRTUAL_DEVICE_ID, secrets=None, link=None,
-                   idle: str = "walk_about") -> Iterator[VirtualRig]:
+                   idle: str = "walk_about", keep_truth: bool = False) -> Iterator[VirtualRig]:
     """Air + live patient + VirtualDevice with its filesystem in fs_dir, provisioned (if not yet)
     into `secrets` (a SecretStore). The patient hears what is said in the air's room. Sets
     HIPSYNC_AIR."""
@@ -119,7 +119,7 @@ def virtual_device(fs_dir: Path, *, wearer: Wearer | None = None, speed: float =
                               None)
     work = Path(tempfile.mkdtemp(prefix="hipsync-patient-"))
     patient = LivePatient(wearer.config, work / "chips.fifo", behaviour=wearer.behaviour,
-                          idle=idle)
+                          idle=idle, keep_truth=keep_truth)
     try:
         with Air(link or LinkModel(speed=speed)) as air, patient, \
                 VirtualDevice(air, feed_path=patient.fifo_path, device_id=device_id,

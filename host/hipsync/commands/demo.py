@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6.0,
-                   loss: float = 0.0, patient_id: str = "DEMO-001") -> dict:
+                   loss: float = 0.0, patient_id: str = "DEMO-001", keep_truth: bool = False
+                   ) -> dict:
+    """The demo's journey; the result holds the report paths, the link statistics, the guide's
+    step outcomes and (keep_truth) the patient, whose `truth` is what they really did."""
     from hipsync import ble
     from hipsync.acquire import LiveSession
     from hipsync.commands._device import VIRTUAL_DEVICE_ID, virtual_device
@@ -73,7 +76,7 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
     device_id = bytes.fromhex(VIRTUAL_DEVICE_ID)
     link_model = LinkModel(speed=speed, loss_probability=loss, seed=wearer.config.seed)
     with virtual_device(fs_dir, wearer=wearer, secrets=secrets, link=link_model,
-                        idle="stand") as rig:
+                        idle="stand", keep_truth=keep_truth) as rig:
         secret = secrets.get(device_id).secret
         found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
         if not found:
@@ -101,7 +104,7 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
     findings = findings_text(build_report(store.load_session(session_id)))
     return {"html": out / "report.html", "json": out / "report.json", "session": session_id,
             "frames": result.frames_stored, "link": result.link_stats, "store": store_path,
-            "findings": findings, "steps": guide.result.steps}
+            "findings": findings, "steps": guide.result.steps, "patient": rig.patient}
 
 
 def device_filters() -> dict:

@@ -23,15 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=0.0, help="stop after this long (0: Ctrl-C)")
     p.add_argument("--idle", choices=["walk_about", "stand"], default="walk_about",
                    help="what the person does while nobody asks anything (default walk_about)")
+    p.add_argument("--loss", type=float, default=0.0,
+                   help="probability that the radio loses a notification (a poor link)")
     add_patient_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.minutes < 0:
-        raise CliError("--minutes must be >= 0")
+    from hipsync.sim.air import LinkModel
+
+    if args.minutes < 0 or not 0 <= args.loss < 1:
+        raise CliError("--minutes must be >= 0 and --loss in [0, 1)")
     wearer = wearer_from(args)
+    link = LinkModel(speed=args.speed, loss_probability=args.loss, seed=args.seed)
     try:
-        rig_cm = virtual_device(args.fs, wearer=wearer, speed=args.speed, idle=args.idle)
+        rig_cm = virtual_device(args.fs, wearer=wearer, link=link, idle=args.idle)
         rig = rig_cm.__enter__()
     except OSError as e:
         raise CliError(f"cannot use {args.fs} as the device's flash: {e.strerror or e}") from None

@@ -46,6 +46,7 @@ from hipwire import units
 from . import tasks as T
 from .config import PatientConfig
 from .patient import simulate
+from .recording import Recording
 from .scenario import board_mounting, feed_arrays
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ class Heard:
 class LivePatient:
     def __init__(self, config: PatientConfig, fifo_path: str | os.PathLike, *,
                  behaviour: Behaviour | None = None, idle: str = "walk_about",
-                 attentive_s: float = 120.0, mounting: np.ndarray | None = None):
+                 attentive_s: float = 120.0, mounting: np.ndarray | None = None,
+                 keep_truth: bool = False):
         if idle not in ("walk_about", "stand"):
             raise ValueError(f"idle must be 'walk_about' or 'stand', got {idle!r}")
         # lead-off windows are times in one recording; the live person is simulated in pieces
@@ -104,6 +106,10 @@ class LivePatient:
         self._instruction: Heard | None = None
         self.heard: list[Heard] = []  # every instruction, for tests
         self.done: list[tuple[str, int, int]] = []  # (what, first block, end block) as performed
+        # keep_truth (tests): (device time of the piece's first sample, its Recording) for every
+        # piece the chips received; device tick t is sample t of the pipe while the device runs
+        self.keep_truth = keep_truth
+        self.truth: list[tuple[float, Recording]] = []
         self._attempts: dict[str, int] = {}
         self._piece = 0
         self.blocks_written = 0
@@ -186,13 +192,19 @@ class LivePatient:
         stand_s = float(self._rng.uniform(8.0, 30.0))
         return [T.walking(walk_s), T.rest(stand_s)]
 
-    def _simulate(self, tasks: list[T.Task]) -> list[bytes]:
+    def _simulate(self, tasks: list[T.Task]) -> tuple[Recording, list[bytes]]:
         self._piece += 1
         rounded = [dataclasses.replace(t, duration_s=max(_BLOCK_S, round(t.duration_s / _BLOCK_S)
                                                           * _BLOCK_S))
                    if t.kind not in T.REP_KINDS else t for t in tasks]
         recording = simulate(self.config, rounded, part=self._piece)
-        return _blocks(*feed_arrays(recording, self._mounting))
+        return recording, _blocks(*feed_arrays(recording, self._mounting))
+
+    def _begin(self, piece: tuple[Recording, list[bytes]]) -> Iterator[bytes]:
+        recording, blocks = piece
+        if self.keep_truth:
+            self.truth.append((self.device_time_s, recording))
+        return iter(blocks)
 
     # ------------------------------------------------------------ the pipe
     def _run(self) -> None:
@@ -218,7 +230,7 @@ class LivePatient:
                             and self.blocks_written >= pending[0].at_block + react):
                         self.done.append((what, first_block, self.blocks_written))
                         what, first_block = pending[0].instruction["task"], self.blocks_written
-                        blocks = iter(pending[1].result())
+                        blocks = self._begin(pending[1].result())
                         pending = None
                     block = next(blocks, None)
                     if block is None:  # this activity is over: the next piece of idling
@@ -229,7 +241,7 @@ class LivePatient:
                         if idle_next is None:
                             idle_next = self._pool.submit(self._simulate,
                                                           self._idle_tasks(attentive))
-                        blocks = iter(idle_next.result())
+                        blocks = self._begin(idle_next.result())
                         idle_next = None
                         continue
                     if idle_next is None:
