@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 15.0
 # ... and within this much while the link is down and reconnecting (walking out of range and back).
 OUT_OF_REACH_S = 120.0
+GAP_WAIT_S = 0.5
 MUSCLE_CHANNELS = {name: i for i, name in enumerate(units.EMG_CHANNELS)}
 
 
@@ -101,7 +102,9 @@ class LiveSession:
         self.store = store
         self.session_id = session_id
         self.authenticate = authenticate
-        self.assembler = StreamAssembler()
+        # a live session gives a gap up after half a second: the protocol's steps run on the
+        # device time of what has arrived (late frames are still stored)
+        self.assembler = StreamAssembler(max_wait_s=GAP_WAIT_S)
         self.writer = store.writer(session_id, link_stats=self.assembler.stats)
         self.capture = None
         if capture_path is not None:
@@ -164,7 +167,14 @@ class LiveSession:
 
     # ------------------------------------------------------------ stream
     async def _pump(self) -> None:
-        async for data, host_time_s in self.link.stream():
+        queue = self.link.stream_queue
+        while True:
+            try:
+                data, host_time_s = await asyncio.wait_for(queue.get(), GAP_WAIT_S)
+            except TimeoutError:  # nothing new: what waits behind a gap goes in
+                for received in self.assembler.release_waiting(self.link.clock()):
+                    self._store(received)
+                continue
             try:
                 self._ingest(data, host_time_s)
             except Exception as e:  # noqa: BLE001 - one bad frame must not end the session

@@ -31,6 +31,7 @@ from hipwire import frames as wire
 from hipwire import units
 
 from .acquire import MUSCLE_CHANNELS, LiveSession
+from .ble import CommandInterrupted
 from .analysis.calibration import MVC_WINDOW_S
 from .analysis.mvc_check import WALK_PERCENTILE, check_mvc, refused_task_name
 from .protocol import Envelope, Event, Received
@@ -164,6 +165,8 @@ class Guide:
 
     # ------------------------------------------------------------ the protocol
     async def run(self, steps: list[GuidedStep]) -> GuideResult:
+        if any(step.kind == "mvc" for step in steps):
+            await self._give_device_mvcs()  # a new protocol: the device forgets the old MVCs
         for i, step in enumerate(steps, 1):
             await self.run_step(step, f"Step {i}/{len(steps)}")
             if step.rest_after_s and i < len(steps):
@@ -183,6 +186,8 @@ class Guide:
             outcome = await self._perform(step, attempt)
             self.ui.show(f"  {step.name}: {outcome.detail}")
             if outcome.accepted:
+                if step.kind == "mvc":
+                    await self._give_device_mvcs()
                 break
         assert outcome is not None
         if not outcome.accepted and outcome.detail != "skipped by the therapist":
@@ -221,24 +226,34 @@ class Guide:
             if session.device_time_s >= target:
                 break
             await session.wait_device_time(min(target, next_progress))
-            if session.device_time_s >= next_progress and step.duration_s > 2 * PROGRESS_EVERY_S:
-                self.ui.show(f"  {step.name}: {session.device_time_s - t0:5.0f} of "
-                             f"{step.duration_s:g} s, strides {self._strides}, device time "
-                             f"{session.device_time_s:.0f} s")
-                next_progress += PROGRESS_EVERY_S
+            if session.device_time_s >= next_progress:
+                if step.duration_s > 2 * PROGRESS_EVERY_S:
+                    self.ui.show(f"  {step.name}: {session.device_time_s - t0:5.0f} of "
+                                 f"{step.duration_s:g} s, strides {self._strides}, device time "
+                                 f"{session.device_time_s:.0f} s")
+                next_progress = session.device_time_s + PROGRESS_EVERY_S
         value = None
+        dropped_end = False
         if end is not None:
-            _, values = await session.link.command(cmd.OP_CALIBRATE, end)
-            value = values[1]
+            try:
+                _, values = await session.link.command(cmd.OP_CALIBRATE, end)
+                value = values[1]
+            except CommandInterrupted:  # the link dropped with the step's end in flight
+                dropped_end = True
         t1 = session.device_time_s
         if step.kind != "walk":
             await self._tell({"task": "rest"})
-        dropped = session.result.reconnects > reconnects0
+        dropped = session.result.reconnects > reconnects0 or dropped_end
         if dropped and step.kind != "walk":
             return self._store(step, t0, t1, False, attempt,
                                "the link dropped during the step: it is done again")
         if step.kind == "standing":
             if value:
+                # the device now sends angles relative to this pose: the session's standing
+                # reference is zero (subtracting the task's absolute angles again would be wrong)
+                session.store.set_calibration(
+                    session.session_id, standing_deg=(0.0, 0.0, 0.0),
+                    source=f"device calibration (standing at device time {t0:.0f}-{t1:.0f} s)")
                 return self._store(step, t0, t1, True, attempt, "calibration accepted")
             return self._store(step, t0, t1, False, attempt,
                                "calibration refused by the device: the pelvis was not still")
@@ -259,6 +274,15 @@ class Guide:
         if not ok:
             reason += "; do it again, as hard as you can"
         return self._store(step, t0, t1, ok, attempt, reason, value_uv=mvc_uv)
+
+    async def _give_device_mvcs(self) -> None:
+        """The accepted MVCs so far (0: none) to the device, which keeps them in its flash for
+        the recordings it makes at home."""
+        values = []
+        for ch in units.EMG_CHANNELS:
+            got = self.result.outcome(f"mvc_{ch}")
+            values.append(int(round(got.value_uv)) if got and got.accepted and got.value_uv else 0)
+        await self.session.link.command(cmd.OP_SET_MVC, *values)
 
     async def _check_mvcs_against_walk(self, steps: list[GuidedStep]) -> None:
         """After the walk: an MVC below what the same muscle reached walking was not maximal, so
@@ -286,6 +310,7 @@ class Guide:
                 if not ok:
                     self._unstore(again)
                     self.ui.show(f"  {step.name}: still {reason}; the report will say so")
+            await self._give_device_mvcs()
 
     # ------------------------------------------------------------ the store
     def _store(self, step: GuidedStep, t0: float, t1: float, accepted: bool, attempt: int,

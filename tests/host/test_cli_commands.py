@@ -42,7 +42,9 @@ def test_sessions_report_and_export(store_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).suffix == ".edf" and Path(proc.stdout.strip()).exists()
     proc = _run("--store", str(store_file), "export", "1", "--out", str(tmp_path / "c"))
-    assert proc.returncode == 0 and len(list((tmp_path / "c").glob("*.csv"))) == 3
+    names = sorted(p.name for p in (tmp_path / "c").glob("*.csv"))
+    assert proc.returncode == 0 and names == [f"session_1_{k}.csv" for k in
+                                              ("envelope", "events", "pelvis", "status", "strides", "tasks")], names
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -102,10 +102,16 @@ class StreamAssembler:
     seq continues after the old epoch's, and the clock where the old epoch's fit puts the restarted
     device, so a session keeps one time line with the restart as a gap of lost samples."""
 
-    def __init__(self, reorder_window: int = 64, recent: int = 4096):
+    def __init__(self, reorder_window: int = 64, recent: int = 4096,
+                 max_wait_s: float | None = None):
+        """max_wait_s: also give a gap up once the frame after it has waited this long (host
+        time). A live view wants it: at 10 % loss there is nearly always a gap, and a window of
+        64 frames alone would hold everything back by seconds. What arrives after all is still
+        delivered (late) and taken off the lost count."""
         self.stats = LinkStats()
         self.clock_map = ClockMap()
         self._window = reorder_window
+        self._max_wait_s = max_wait_s
         self._pending: dict[int, tuple[Frame, float]] = {}
         self._next: int | None = None  # next unwrapped seq to release
         self._start = 0  # lowest seq accounted for
@@ -180,7 +186,14 @@ class StreamAssembler:
             out.extend(self._release(frame, useq, host_time_s, late=True))
             return out
         self._pending[useq] = (frame, host_time_s)
-        self._drain(out, force=False)
+        self._drain(out, force=False, now_s=host_time_s)
+        return out
+
+    def release_waiting(self, now_s: float) -> list[Received]:
+        """Frames held behind a gap longer than max_wait_s, released (call when nothing arrives)."""
+        out: list[Received] = []
+        if self._max_wait_s is not None:
+            self._drain(out, force=False, now_s=now_s)
         return out
 
     def flush(self) -> list[Received]:
@@ -193,7 +206,12 @@ class StreamAssembler:
         return out
 
     # -- ordering
-    def _drain(self, out: list[Received], force: bool) -> None:
+    def _waited_too_long(self, now_s: float | None) -> bool:
+        if self._max_wait_s is None or now_s is None or not self._pending:
+            return False
+        return now_s - min(t for _, t in self._pending.values()) > self._max_wait_s
+
+    def _drain(self, out: list[Received], force: bool, now_s: float | None = None) -> None:
         if self._next is None:
             # the first frames may arrive out of order too: start once the window has filled
             if not self._pending or (not force and max(self._pending) - min(self._pending)
@@ -206,7 +224,8 @@ class StreamAssembler:
                 self._mark_released(self._next)
                 out.extend(self._release(frame, self._next, t, late=False))
                 self._next += 1
-            elif force or max(self._pending) - self._next >= self._window:
+            elif (force or max(self._pending) - self._next >= self._window
+                  or self._waited_too_long(now_s)):
                 self._lost.add(self._next)
                 self.stats.frames_lost += 1
                 self._next += 1
