@@ -100,7 +100,10 @@ class App:
         for extra in (auth, sessions):
             if extra is not None:
                 handlers.update(extra.handlers())
-        self.control = Control(handlers, auth if auth is not None else _Open(), log)
+        # the replayed-reply entry belongs to one connection: NimBLE may reuse a handle, so the
+        # server's connection count tells a new connection apart
+        self.control = Control(handlers, auth if auth is not None else _Open(), log,
+                               connection_epoch=self._connection_count)
         if sessions is not None:
             sessions.attach(self.server, self.control.reply)
             sessions.on_start = self._recording_started
@@ -567,6 +570,9 @@ class App:
             led.value(tick % 20 == 0)
         if self.sessions is not None:
             self.sessions.poll_button(self.board.button)
+
+    def _connection_count(self):
+        return self.server.connections
 
 
 class _Open:
