@@ -141,6 +141,7 @@ async def _visit(spec: dict, out: Path, speed: float) -> dict:
     from hipsync import ble
     from hipsync.acquire import LiveSession
     from hipsync.commands.demo import device_filters
+    from hipsync.report import SIMULATED_KEY
     from hipsync.provision import provision_virtual
     from hipsync.report import write_report
     from hipsync.secrets import SecretStore
@@ -160,6 +161,7 @@ async def _visit(spec: dict, out: Path, speed: float) -> dict:
     store = open_store(out / "session.sqlite3")
     filters = device_filters()
     filters["mains_notch_hz"] = int(config.mains_hz)
+    filters[SIMULATED_KEY] = "cohort benchmark (virtual device, simulated patient)"
     with Air(LinkModel(speed=speed, loss_probability=0.0, seed=spec["seed"])) as air, \
             VirtualDevice(air, feed_path=scen.feed_path, fs_dir=fs_dir, device_id=DEVICE_ID) as dev:
         _DEVICES.append(dev)

@@ -253,6 +253,11 @@ class LiveSession:
         await self.wait_device_time(t0 + step.duration_s)
         t1 = t0 + step.duration_s if step.start_s is not None else self.device_time_s
         value = await self._calibrate(cal[1]) if cal is not None else None
+        if step.name.startswith("standing") and value:
+            # the device sends angles relative to this pose from now on: the reference is zero
+            self.store.set_calibration(self.session_id, standing_deg=(0.0, 0.0, 0.0),
+                                       source="device calibration (standing at device time "
+                                              f"{t0:.0f}-{t1:.0f} s)")
         self.store.add_task(self.session_id, step.name, t0, t1)
         result = StepResult(step.name, t0, t1, value)
         self.result.steps.append(result)
