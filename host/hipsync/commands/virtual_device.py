@@ -8,6 +8,7 @@ holds the device's button (start or stop a home recording)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         if sys.stdin.isatty():
             print("type b + Enter to hold the device's button (start/stop a home recording)")
             threading.Thread(target=_button_keys, args=(dev,), daemon=True).start()
+        # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C
+        signal.signal(signal.SIGTERM, _interrupt)
         deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
         try:
             while dev.alive and (deadline is None or time.monotonic() < deadline):
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rig_cm.__exit__(None, None, None)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _button_keys(dev) -> None:

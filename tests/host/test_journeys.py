@@ -1,0 +1,171 @@
+"""The clinic's journeys through the CLI, as a therapist types them, against a virtual device that a
+second terminal runs (`hipsync virtual-device`), worn by a simulated patient who does what the
+prompts ask.
+
+One journey runs at 1x (the device's clock runs at wall-clock speed, a 90 s walk): nothing in the
+host may depend on a speed-up. The others run the device faster; their checks are on device time
+and on what was stored, never on how long they took."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hipsync.store import open_store
+
+pytestmark = pytest.mark.slow
+
+
+class VirtualDeviceProcess:
+    """`hipsync virtual-device ...` in the background, as a second terminal would run it."""
+
+    def __init__(self, tmp: Path, *args: str):
+        self.env = {**os.environ, "HIPSYNC_SECRETS": str(tmp / "secrets.json")}
+        self.env.pop("HIPSYNC_AIR", None)
+        self.env.pop("HIPSYNC_STORE", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hipsync.cli", "virtual-device", "--fs", str(tmp / "fs"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            env=self.env)
+        self.lines: list[str] = []
+        self.air = ""
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip())
+                if line.startswith("HIPSYNC_AIR="):
+                    self.air = line.strip().split("=", 1)[1]
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        ready.wait(60)
+        assert self.air, "virtual-device printed no HIPSYNC_AIR line:\n" + "\n".join(self.lines)
+        self.started = time.monotonic()
+
+    def hipsync(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {**self.env, "HIPSYNC_BACKEND": "virtual", "HIPSYNC_AIR": self.air}
+        return subprocess.run([sys.executable, "-m", "hipsync.cli", *args], capture_output=True,
+                              text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _device_time_at_start(stdout: str) -> float:
+    line = next(ln for ln in stdout.splitlines() if "device time" in ln and "recording to" in ln)
+    return float(line.rsplit("device time", 1)[1].split()[0])
+
+
+def _tasks(store: Path, session: int = 1) -> dict[str, tuple[float, float]]:
+    s = open_store(store, create=False).load_session(session)
+    return {t.name: (t.t_start_s, t.t_end_s) for t in s.tasks}
+
+
+@pytest.fixture
+def device_1x(tmp_path):
+    dev = VirtualDeviceProcess(tmp_path, "--speed", "1", "--seed", "4")
+    yield dev
+    dev.close()
+
+
+def test_clinic_session_at_real_speed_on_a_device_already_on(device_1x, tmp_path):
+    """At 1x: the device has been on (the patient walking about) before the therapist starts;
+    the walk of 90 s completes, every step is placed at the device time it really ran."""
+    time.sleep(8.0)  # the device is on, worn, before anyone connects
+    store = tmp_path / "clinic.sqlite3"
+    run = device_1x.hipsync("--store", str(store), "stream", "--patient", "P-1X",
+                            "--protocol", "clinic", "--walk-s", "90")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    t_connect = _device_time_at_start(out)
+    assert t_connect > 5.0  # device time is the device's, not 0 at connection
+    assert "standing: calibration accepted" in out
+    for muscle in ("l_gmed", "r_gmed", "l_es", "r_es"):
+        assert f"mvc_{muscle}: MVC" in out and "x rest" in out
+    tasks = _tasks(store)
+    assert set(tasks) >= {"standing", "mvc_l_gmed", "mvc_r_gmed", "mvc_l_es", "mvc_r_es", "walk"}
+    assert tasks["standing"][0] >= t_connect
+    assert tasks["walk"][1] - tasks["walk"][0] >= 90.0
+    assert [ln for ln in out.splitlines() if ln.startswith("  walk:") and "of 90 s" in ln]
+    # the findings close the session, and the report is there for the asking
+    assert "Left stance:" in out
+    report = device_1x.hipsync("--store", str(store), "report", "1", "--out",
+                               str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    doc = json.loads((tmp_path / "report" / "session_1.json").read_text()) \
+        if (tmp_path / "report" / "session_1.json").exists() else \
+        json.loads(next((tmp_path / "report").glob("*.json")).read_text())
+    assert doc["sides"]["left"]["strides"] >= 30
+
+
+def test_a_bad_mvc_and_a_restless_calibration_are_refused_and_asked_again(tmp_path):
+    dev = VirtualDeviceProcess(tmp_path, "--speed", "6", "--seed", "5", "--idle", "stand",
+                               "--bad-mvc", "l_gmed", "--restless-calibration")
+    try:
+        store = tmp_path / "s.sqlite3"
+        run = dev.hipsync("--store", str(store), "stream", "--patient", "P-BAD", "--protocol",
+                          "clinic", "--walk-s", "30")
+    finally:
+        dev.close()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert "calibration refused by the device" in out and "standing: calibration accepted" in out
+    assert "mvc_l_gmed: MVC" in out and "do it again" in out
+    assert "(attempt 2 of 3)" in out
+    tasks = _tasks(store)
+    assert "standing:refused" in tasks and "standing" in tasks
+    assert "mvc_l_gmed:refused" in tasks and "mvc_l_gmed" in tasks
+    # the refused trial came first, and the accepted one is the one the report normalises to
+    assert tasks["mvc_l_gmed:refused"][1] <= tasks["mvc_l_gmed"][0]
+
+
+def test_a_device_on_for_minutes_then_a_short_stream(tmp_path):
+    """`stream --duration 30` on a device that has run for minutes: 30 s of device time stored,
+    starting where the device was, not at 0."""
+    dev = VirtualDeviceProcess(tmp_path, "--speed", "8", "--seed", "6")
+    try:
+        time.sleep(25.0)  # at 8x: over three minutes of device time, walking about
+        store = tmp_path / "s.sqlite3"
+        run = dev.hipsync("--store", str(store), "stream", "--patient", "P-ON", "--duration", "30")
+    finally:
+        dev.close()
+    assert run.returncode == 0, run.stderr[-3000:]
+    t_connect = _device_time_at_start(run.stdout)
+    assert t_connect > 120.0
+    s = open_store(store, create=False).load_session(1)
+    assert s.envelope_t_s[0] >= t_connect - 10.0  # what the device had buffered, at most
+    assert s.envelope_t_s[-1] - s.envelope_t_s[0] >= 29.0
+
+
+def test_the_clinic_session_survives_a_link_that_loses_a_tenth_of_its_packets(tmp_path):
+    dev = VirtualDeviceProcess(tmp_path, "--speed", "4", "--seed", "8", "--idle", "stand",
+                               "--loss", "0.10")
+    try:
+        store = tmp_path / "s.sqlite3"
+        run = dev.hipsync("--store", str(store), "stream", "--patient", "P-LOSS", "--protocol",
+                          "clinic", "--walk-s", "40")
+        report = dev.hipsync("--store", str(store), "report", "1", "--out", str(tmp_path / "r"))
+    finally:
+        dev.close()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "standing: calibration accepted" in run.stdout
+    assert set(_tasks(store)) >= {"standing", "mvc_l_gmed", "mvc_r_gmed", "mvc_l_es", "mvc_r_es",
+                                  "walk"}
+    assert report.returncode == 0, report.stderr
+    doc = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+    assert "HIGH_LOSS" in json.dumps(doc)
