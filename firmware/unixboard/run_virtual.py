@@ -24,6 +24,8 @@ import asyncio  # noqa: E402
 
 import bluetooth  # noqa: E402
 
+_BATTERY_UV = 4_000_000  # 4.0 V: about 82 % on the device's gauge
+
 
 def main():
     name = os.getenv("HIPSYNC_APP") or "app"
@@ -34,6 +36,12 @@ def main():
     asyncio.create_task(bluetooth.poll_task())
     if name == "app":
         import hardware_clock
+        import machine
+        from board import pins
+
+        # a charged LiPo behind the sense divider (the battery gauge would read 0 % otherwise)
+        machine.board_set_voltage_uv(pins.VBAT_SENSE, _BATTERY_UV * pins.VBAT_SENSE_DIVIDER_BOTTOM_OHM
+                                     // pins.VBAT_SENSE_DIVIDER_TOTAL_OHM)
 
         chips = hardware_clock.install(os.getenv("HIPSYNC_FEED") or None)
         asyncio.create_task(chips.run(float(os.getenv("HIPSYNC_SPEED") or "1")))

@@ -130,6 +130,8 @@ def test_a_stranger_gets_an_error_for_every_protected_command_and_no_data(tmp_pa
         try:
             _, info = await link.command(cmd.OP_INFO)
             assert info[8] == 1  # authentication required
+            _, (battery_pct, battery_mv) = await link.command(cmd.OP_BATTERY)  # open to all
+            assert 50 <= battery_pct <= 100 and 3700 <= battery_mv <= 4200  # a charged battery
             for op, args in ((cmd.OP_STREAM_START, (0,)), (cmd.OP_REC_START, ()),
                              (cmd.OP_SESSION_LIST, (0,)), (cmd.OP_SESSION_READ, (1, 0, 100)),
                              (cmd.OP_ERASE, (cmd.ERASE_ALL_SYNCED,)), (cmd.OP_SET_CONFIG, (60,)),

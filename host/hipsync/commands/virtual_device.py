@@ -71,9 +71,5 @@ def _interrupt(signum, frame) -> None:
 def _button_keys(dev) -> None:
     for line in sys.stdin:
         if line.strip().lower() == "b":
-            press = getattr(dev, "press_button", None)
-            if press is None:
-                print("this virtual device has no button yet")
-                continue
-            press()
-            print("button held")
+            dev.press_button()
+            print("button held", flush=True)
