@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hipsync.store import open_store
@@ -169,3 +170,47 @@ def test_the_clinic_session_survives_a_link_that_loses_a_tenth_of_its_packets(tm
     assert report.returncode == 0, report.stderr
     doc = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
     assert "HIGH_LOSS" in json.dumps(doc)
+
+
+def test_a_device_restart_during_the_walk_pauses_the_step(tmp_path):
+    """The device resets (flat battery, watchdog) in the middle of the walk: the stream reconnects,
+    the session keeps one time line, the walk goes on until it has its 40 s of data."""
+    from hipsync.commands._device import Wearer, virtual_device
+    from hipsync.secrets import SecretStore
+    from hipsync.sim import PatientConfig
+
+    secrets = tmp_path / "secrets.json"
+    wearer = Wearer(PatientConfig(weak_side="left", es_compensation="stance", seed=9), None)
+    with virtual_device(tmp_path / "fs", wearer=wearer, speed=4.0, idle="stand",
+                        secrets=SecretStore(secrets)) as rig:
+        env = {**os.environ, "HIPSYNC_SECRETS": str(secrets), "HIPSYNC_BACKEND": "virtual",
+               "HIPSYNC_AIR": rig.air.address}
+        env.pop("HIPSYNC_STORE", None)
+        store = tmp_path / "s.sqlite3"
+        proc = subprocess.Popen([sys.executable, "-m", "hipsync.cli", "--store", str(store),
+                                 "stream", "--patient", "P-RST", "--protocol", "clinic",
+                                 "--walk-s", "40"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                env=env)
+        out: list[str] = []
+        restarted = False
+        for line in proc.stdout:
+            out.append(line)
+            if not restarted and line.startswith("  walk:") and " of 40 s" in line:
+                rig.device.stop()  # the reset: the firmware process ends, its flash stays
+                rig.device.start()
+                rig.device.wait_advertising(timeout_s=30)
+                restarted = True
+        proc.wait(60)
+    text = "".join(out)
+    assert proc.returncode == 0, text[-3000:]
+    assert restarted and "walk:" in text and "walked" in text
+    reconnects = int(text.rsplit(" reconnects", 1)[0].rsplit(",", 1)[1].split()[0])
+    assert reconnects >= 1
+    walk = _tasks(store)["walk"]
+    assert walk[1] - walk[0] >= 40.0
+    s = open_store(store, create=False).load_session(1)
+    assert s.metadata.link_stats["device_restarts"] >= 1
+    # after the restart the angles still refer to the standing pose (the device's flash kept it)
+    after = s.pelvis_t_s > walk[1] - 10
+    assert abs(float(np.median(s.pelvis_deg[after, 0]))) < 3.0
