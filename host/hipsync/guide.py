@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -110,8 +111,11 @@ class TerminalUI:
         self.out = out or sys.stdout
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
         self.sink: Callable[[str], None] | None = None
+        self.waiting = False  # at the ready prompt: a live view must not redraw over it
+        self.recent: deque[str] = deque(maxlen=2)  # the last result and the instruction
 
     def show(self, text: str) -> None:
+        self.recent.append(text)
         if self.sink is not None:
             self.sink(text)
         else:
@@ -121,8 +125,17 @@ class TerminalUI:
         """'go' or 'skip'."""
         if not self.interactive:
             return "go"
-        answer = await asyncio.to_thread(input, f"{label}: press Enter when ready (s + Enter to "
-                                                f"skip) ")
+        self.waiting = True
+        try:
+            # the live view stops redrawing, so the instruction is repeated above the prompt
+            shown = "\n" + "\n".join(self.recent) + "\n" if self.sink is not None else ""
+            answer = await asyncio.to_thread(input, f"{shown}{label}: press Enter when ready "
+                                                    f"(s + Enter to skip) ")
+        except EOFError:  # stdin closed: go on unattended
+            self.interactive = False
+            answer = ""
+        finally:
+            self.waiting = False
         return "skip" if answer.strip().lower().startswith("s") else "go"
 
 

@@ -147,7 +147,7 @@ async def _stream(args: argparse.Namespace) -> int:
 
         async def redraw() -> None:
             while True:
-                if dash.out.isatty() or args.protocol == "none":
+                if (dash.out.isatty() and not ui.waiting) or args.protocol == "none":
                     dash.draw(session)
                 await asyncio.sleep(0.25)
 
