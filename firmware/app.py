@@ -337,7 +337,10 @@ class App:
                 i = streamer.peek()
                 if i < 0:
                     break
-                if not server.connected:
+                # the stream goes only to the host that started it: after a link drop whoever
+                # connects next gets nothing until it has authenticated (what queues meanwhile is
+                # counted as dropped, as while nobody is connected)
+                if not server.connected or not self.control.auth.is_authenticated(conn):
                     server.drop_frame(streamer.count)
                     streamer.clear()
                     break

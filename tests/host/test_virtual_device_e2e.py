@@ -272,3 +272,29 @@ def test_lossy_stream_loss_count_equals_what_the_link_dropped(tmp_path):
     assert dropped > 0
     # frames lost inside the stream = frames the air dropped (the very last could be undetectable)
     assert dropped - 1 <= result.link_stats["frames_lost"] <= dropped
+
+
+def test_after_a_link_drop_the_next_stranger_gets_no_stream(tmp_path):
+    """The therapist's link drops mid-stream; a stranger connects and subscribes before the
+    therapist's host is back: not one frame of the patient's stream reaches them."""
+    async def go(air, secret):
+        link = await _connect(air, auto_reconnect=False)
+        await authenticate(link, secret, DEVICE_ID)
+        await link.command(cmd.OP_STREAM_START, cmd.MODE_PROCESSED)
+        first = await asyncio.wait_for(link.stream_queue.get(), 10)
+        assert first  # the therapist gets the stream
+        air.force_disconnect()
+        await asyncio.wait_for(link.disconnected.wait(), 10)
+        stranger = await _connect(air, auto_reconnect=False)  # subscribes to every notification
+        try:
+            await asyncio.sleep(3.0)
+            got = stranger.stream_queue.qsize()
+        finally:
+            await stranger.disconnect()
+        return got
+
+    with Air(LinkModel(speed=2.0)) as air:
+        dev, secret, _ = _device(tmp_path, air)
+        with dev:
+            dev.wait_advertising(timeout_s=20)
+            assert asyncio.run(go(air, secret)) == 0
