@@ -66,7 +66,7 @@ def test_every_readme_example_runs_as_written(tmp_path):
             assert "Traceback" not in run.stderr, line
     finally:
         if device is not None:
-            device.send_signal(signal.SIGINT)
+            device.send_signal(signal.SIGTERM)
             try:
                 device.wait(20)
             except subprocess.TimeoutExpired:
