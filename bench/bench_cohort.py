@@ -141,9 +141,8 @@ async def _visit(spec: dict, out: Path, speed: float) -> dict:
     from hipsync import ble
     from hipsync.acquire import LiveSession
     from hipsync.commands.demo import device_filters
-    from hipsync.report import SIMULATED_KEY
     from hipsync.provision import provision_virtual
-    from hipsync.report import write_report
+    from hipsync.report import SIMULATED_KEY, write_report
     from hipsync.secrets import SecretStore
     from hipsync.sim import scenario
     from hipsync.sim.air import Air, LinkModel

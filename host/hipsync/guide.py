@@ -32,9 +32,9 @@ from hipwire import frames as wire
 from hipwire import units
 
 from .acquire import MUSCLE_CHANNELS, LiveSession
-from .ble import CommandInterrupted
 from .analysis.calibration import MVC_WINDOW_S
 from .analysis.mvc_check import WALK_PERCENTILE, check_mvc, refused_task_name
+from .ble import CommandInterrupted
 from .protocol import Envelope, Event, Received
 
 MAX_ATTEMPTS = 3
