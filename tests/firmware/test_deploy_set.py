@@ -90,9 +90,10 @@ def test_app_imports_and_main_starts_it(device_fs, deploy_files):
         pytest.skip("firmware/app.py does not exist yet; every other module is imported above")
     proc = _import_in_micropython(device_fs, ["app"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    if "main.py" in paths:
-        main_src = (device_fs / "main.py").read_text()
-        assert "import app" in main_src or "from app import" in main_src
+    # the board runs main.py at boot: without it a deployed board sits at the REPL
+    assert "main.py" in paths
+    main_src = (device_fs / "main.py").read_text()
+    assert "import app" in main_src and "app.main()" in main_src
 
 
 def test_the_romfs_image_mounts_and_every_module_imports_from_it(deploy_files, tmp_path):
