@@ -65,13 +65,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: Path) -> bytes:
-    if not path.exists():
-        raise CliError(f"{path}: no such file")
-    if path.is_dir():
-        raise CliError(f"{path}: is a folder, not a file")
     try:
+        if not path.exists():
+            raise CliError(f"{path}: no such file: give the path of a capture written by "
+                           f"`hipsync stream --capture`")
+        if path.is_dir():
+            raise CliError(f"{path}: is a folder, not a capture file")
         return path.read_bytes()
-    except OSError as e:
+    except OSError as e:  # e.g. no permission to read it (or to look into its folder)
         raise CliError(f"{path}: cannot read: {e.strerror}") from None
 
 
@@ -117,38 +118,137 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("rest", nargs=argparse.REMAINDER)
             continue
         mod.add_arguments(p)
+        add_global_options(p, device=name in DEVICE_COMMANDS, store=name in STORE_COMMANDS)
         p.set_defaults(func=mod.run)
     return parser
+
+
+def add_global_options(p: argparse.ArgumentParser, *, device: bool, store: bool) -> None:
+    """--virtual / --store after the subcommand too (`hipsync stream --virtual ...`), as people
+    type them; SUPPRESS keeps the value given before the subcommand when they are not repeated."""
+    if device:
+        p.add_argument("--virtual", action="store_true", default=argparse.SUPPRESS,
+                       help="use the virtual device backend (same as HIPSYNC_BACKEND=virtual)")
+    if store:
+        p.add_argument("--store", default=argparse.SUPPRESS,
+                       help="session store file (default: HIPSYNC_STORE or the user data folder)")
 
 
 def _not_built(name: str, reason: str) -> int:
     raise CliError(f"`hipsync {name}` is not available in this build ({reason})", EXIT_FAILED)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.virtual:
-        os.environ["HIPSYNC_BACKEND"] = "virtual"
-    if args.store:
-        os.environ["HIPSYNC_STORE"] = args.store
-    from hipsync.ble import LinkError
-    from hipsync.store import HipsyncDataError, UnknownPatient, UnknownSession
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+ENV_DEBUG = "HIPSYNC_DEBUG"  # 1: an unexpected error shows its traceback
+ENV_BACKEND = "HIPSYNC_BACKEND"
+_BACKENDS = ("bleak", "virtual")
+# the commands that reach a device through hipsync.ble (and so read HIPSYNC_BACKEND)
+DEVICE_COMMANDS = frozenset({"scan", "stream", "sync", "record"})
+STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions"})
 
+
+def main(argv: list[str] | None = None) -> int:
+    command = "hipsync"
     try:
-        return args.func(args) or EXIT_OK
-    except CliError as e:
-        print(f"hipsync {args.command}: {e}", file=sys.stderr)
-        return e.code
-    except (UnknownSession, UnknownPatient) as e:  # a wrong argument
-        print(f"hipsync {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (HipsyncDataError, LinkError) as e:
-        print(f"hipsync {args.command}: {e}", file=sys.stderr)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = f"hipsync {args.command}"
+        if args.virtual:
+            os.environ[ENV_BACKEND] = "virtual"
+        if args.store:
+            os.environ["HIPSYNC_STORE"] = args.store
+        if args.command in DEVICE_COMMANDS:
+            _check_backend()
+        code = args.func(args) or EXIT_OK
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`hipsync decode F | head`): nothing more to say to it. Python
+        # would flush stdout again at exit and complain; point it at devnull first (Python docs,
+        # "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"hipsync {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - sorted by _explain: ours get their message, bugs one line
+        message, code = _explain(e)
+        if code is None:  # not one of ours: a bug
+            if os.environ.get(ENV_DEBUG) == "1":
+                raise
+            message = (f"unexpected error (a bug in hipsync): {type(e).__name__}: {e}. Rerun with "
+                       f"{ENV_DEBUG}=1 to see the traceback, and report it")
+            code = EXIT_FAILED
+        print(f"{command}: {message}", file=sys.stderr)
+        return code
+
+
+def _check_backend() -> None:
+    value = os.environ.get(ENV_BACKEND, "")
+    if value and value not in _BACKENDS:
+        raise CliError(f"{ENV_BACKEND}={value!r} is not a backend: use "
+                       f"{' or '.join(_BACKENDS)} (or unset it for the computer's Bluetooth, "
+                       f"or pass --virtual)")
+
+
+def _explain(e: BaseException) -> tuple[str, int | None]:
+    """(message, exit code) for an error the user can act on; (.., None) for a bug. Exit codes:
+    2 a wrong argument (or setting), an unknown session or patient, a file that is not what the
+    command takes; 1 a device, link, secrets or store problem."""
+    from hipsync.ble import CommandTimeout, LinkError
+    from hipsync.provision import ProvisionError
+    from hipsync.secrets import SecretsError
+    from hipsync.store import HipsyncDataError, UnknownPatient, UnknownSession
+    from hipsync.sync import AuthError, SyncError
+
+    if isinstance(e, CliError):
+        return str(e), e.code
+    if isinstance(e, (UnknownSession, UnknownPatient)):
+        return str(e), EXIT_USAGE
+    if isinstance(e, HipsyncDataError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, AuthError):  # its message says what to do (wait, re-provision)
+        return f"authentication failed: {e}", EXIT_FAILED
+    if isinstance(e, SyncError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, CommandTimeout):
+        return (f"{e}: the device stopped answering. Is it on, in range and not busy with "
+                f"another host? Then run the command again"), EXIT_FAILED
+    if isinstance(e, LinkError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, SecretsError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, ProvisionError):
+        return str(e), EXIT_FAILED
+    if isinstance(e, ConnectionError):  # hipsync.sync turns a lost link into one
+        return (f"the link to the device failed: {e}. Is it on and in range? Then run the "
+                f"command again"), EXIT_FAILED
+    if isinstance(e, OSError):
+        return _os_error(e), EXIT_FAILED
+    return repr(e), None
+
+
+def _os_error(e: OSError) -> str:
+    what = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        return (f"cannot use {e.filename}: {what}. Check the path and its permissions (the store "
+                f"is HIPSYNC_STORE or --store, the device secrets HIPSYNC_SECRETS, the rest under "
+                f"your home folder)")
+    if _raised_in(e, ("bleak", "dbus_fast")):
+        return (f"cannot reach the computer's Bluetooth ({what}): is Bluetooth on and bluetoothd "
+                f"running? Or use the virtual device (--virtual)")
+    return f"system error: {what}"
+
+
+def _raised_in(e: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether e passed through code of one of these packages on its way up."""
+    tb = e.__traceback__
+    while tb is not None:
+        if any(p in Path(tb.tb_frame.f_code.co_filename).parts for p in packages):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it is never printed. `make deploy` runs this after copying the firmware."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 from hipsync.cli import EXIT_FAILED, CliError
@@ -25,7 +26,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.port:
             if not Path(args.port).exists():
-                raise CliError(f"no device on {args.port}", EXIT_FAILED)
+                raise CliError(f"no device on {args.port}: is the board plugged in? (its port is "
+                               f"e.g. /dev/ttyACM0; `ls /dev/ttyACM* /dev/ttyUSB*` lists them)",
+                               EXIT_FAILED)
+            if Path(args.port).is_dir():
+                raise CliError(f"--port {args.port} is a folder, not a serial port")
             ds = provision_board(args.port, name=args.name)
         else:
             if not args.device_id or len(args.device_id) != 12:
@@ -34,8 +39,21 @@ def run(args: argparse.Namespace) -> int:
                 device_id = bytes.fromhex(args.device_id)
             except ValueError:
                 raise CliError("--device-id must be 12 hex digits") from None
+            _check_folder(args.virtual_fs)  # before the host's secret is replaced
             ds = provision_virtual(args.virtual_fs, device_id, name=args.name)
     except ProvisionError as e:
         raise CliError(str(e), EXIT_FAILED) from None
+    except subprocess.TimeoutExpired:
+        raise CliError(f"the board on {args.port} did not answer within a minute: unplug it, "
+                       f"plug it in again and run provision again", EXIT_FAILED) from None
     print(f"provisioned {ds.name} ({ds.device_id.hex()}); its secret is in this host's secrets file")
     return 0
+
+
+def _check_folder(fs: Path) -> None:
+    if fs.exists() and not fs.is_dir():
+        raise CliError(f"--virtual-fs {fs} is a file: give the virtual device's filesystem folder")
+    try:
+        fs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"cannot create --virtual-fs {fs}: {e.strerror}", EXIT_FAILED) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ SEGMENT_RESERVE_BYTES = (64 + 32) * 1024
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from hipsync.cli import add_global_options
+
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     s = sub.add_parser("start", help="start recording into the device's flash")
@@ -37,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--address", help="device address (default: the strongest one found)")
     s = sub.add_parser("status", help="is it recording, for how long, flash left, calibration")
     s.add_argument("--address", help="device address (default: the strongest one found)")
+    for s in sub.choices.values():
+        add_global_options(s, device=True, store=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +110,7 @@ async def _start(link, device_id: bytes, patient: str) -> None:
         raise CliError(f"the device still holds {describe_sessions(held)} of patient "
                        f"{others[0]}, not synced: run `hipsync sync --patient {others[0]}` first, so that "
                        f"patients are never mixed", EXIT_FAILED)
+    _check_patient_map(device_id)  # before the device starts: it must be possible to say whose
     # the device stamps the session's start with the host's clock
     await link.command(cmd.OP_TIME_SYNC, int(time.time() * 1000))
     status, values = await _rec_command(link, cmd.OP_REC_START)
@@ -125,7 +131,12 @@ async def _start(link, device_id: bytes, patient: str) -> None:
         raise CliError(f"the device refused to start recording ({cmd.status_name(status)})",
                        EXIT_FAILED)
     sid = values[0]
-    assign_patient(device_id, sid, patient)
+    try:
+        assign_patient(device_id, sid, patient)
+    except OSError as e:
+        raise CliError(f"the device records (session {sid}), but this host could not note that it "
+                       f"is patient {patient}'s: {e.strerror}: {e.filename}. `hipsync sync "
+                       f"--patient {patient}` still files it under {patient}", EXIT_FAILED) from None
     print(f"recording: session {sid} of device {device_id.hex()} for patient {patient}")
     print("the LED blinks slowly (0.5 s on, 0.5 s off) while it records; "
           "`hipsync record stop` or holding the button 2 s ends it")
@@ -133,6 +144,23 @@ async def _start(link, device_id: bytes, patient: str) -> None:
     if unassigned := [s for s, p in owners.items() if p is None]:
         print(f"note: the device also holds {describe_sessions(unassigned)}, recorded for no "
               f"patient: the next sync files them under its --patient")
+
+
+def _check_patient_map(device_id: bytes) -> None:
+    from hipsync.sync import PatientMap
+
+    folder = PatientMap(None, device_id.hex()).path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError as e:
+        writable, why = False, e.strerror
+    else:
+        why = "not writable"
+    if not writable:
+        raise CliError(f"this host notes whose recording it is in {folder}, which cannot be "
+                       f"written ({why}): check HOME (or XDG_DATA_HOME) and its permissions, then "
+                       f"run `hipsync record start` again", EXIT_FAILED)
 
 
 # ----------------------------------------------------------------------------- stop
