@@ -75,9 +75,13 @@ def apply_lead_off(emg_uv: np.ndarray, t_s: np.ndarray, cfg: PatientConfig) -> n
     return mask
 
 
-def imu_errors(m: int, cfg: PatientConfig, rng: np.random.Generator):
-    """(acc bias g (3,), acc noise (m,3), gyro bias dps (3,), gyro noise (m,3))."""
+def imu_errors(m: int, cfg: PatientConfig, rng: np.random.Generator,
+               noise_rng: np.random.Generator | None = None):
+    """(acc bias g (3,), acc noise (m,3), gyro bias dps (3,), gyro noise (m,3)). The biases are
+    the sensor's own (drawn from rng); the noise from noise_rng when given (one part of a longer
+    recording: the same sensor, new noise)."""
     acc_bias = rng.uniform(-cfg.acc_bias_g, cfg.acc_bias_g, 3)
     gyr_bias = rng.uniform(-cfg.gyr_bias_dps, cfg.gyr_bias_dps, 3)
-    return (acc_bias, cfg.acc_noise_g * rng.standard_normal((m, 3)),
-            gyr_bias, cfg.gyr_noise_dps * rng.standard_normal((m, 3)))
+    noisy = noise_rng if noise_rng is not None else rng
+    return (acc_bias, cfg.acc_noise_g * noisy.standard_normal((m, 3)),
+            gyr_bias, cfg.gyr_noise_dps * noisy.standard_normal((m, 3)))

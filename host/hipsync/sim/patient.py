@@ -39,10 +39,13 @@ def _rngs(seed: int, part: int | None) -> dict[str, np.random.Generator]:
     if part is None:
         return whole
     # One part of a longer recording: fresh noise and movement, but the same person wearing the
-    # same electrodes (the DC electrode offsets stay those of the whole recording).
+    # same electrodes and the same IMU (the DC electrode offsets and the sensor biases stay those
+    # of the whole recording; a bias that jumped at every part would look like drift).
     parts = dict(zip(_STREAMS, (np.random.default_rng(s)
                                 for s in np.random.SeedSequence([seed, part]).spawn(len(_STREAMS)))))
     parts["offset"] = whole["offset"]
+    parts["imu_noise"] = parts["imu"]
+    parts["imu"] = whole["imu"]
     return parts
 
 
@@ -95,7 +98,8 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
     acc_1k, gyr_1k = gait_kinematics.imu_from_motion(pelvis_1k, disp + sway_disp, impacts, fs)
     step = units.TICKS_PER_IMU_SAMPLE
     acc_true, gyr_true, pelvis = acc_1k[::step], gyr_1k[::step], pelvis_1k[::step]
-    acc_bias, acc_noise, gyr_bias, gyr_noise = noise.imu_errors(len(acc_true), cfg, rngs["imu"])
+    acc_bias, acc_noise, gyr_bias, gyr_noise = noise.imu_errors(len(acc_true), cfg, rngs["imu"],
+                                                                 rngs.get("imu_noise"))
 
     # --- sEMG ---------------------------------------------------------------------------------
     mvc_uv = np.asarray(cfg.mvc_uv_rms, dtype=float).copy()
