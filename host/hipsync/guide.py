@@ -240,10 +240,12 @@ class Guide:
                 break
             await session.wait_device_time(min(target, next_progress))
             if session.device_time_s >= next_progress:
+                extra = (f" (+{paused_s:.0f} s for data lost on the link)"
+                         if paused_s >= 0.5 else "")
                 if step.duration_s > 2 * PROGRESS_EVERY_S:
                     self.ui.show(f"  {step.name}: {session.device_time_s - t0:5.0f} of "
-                                 f"{step.duration_s:g} s, strides {self._strides}, device time "
-                                 f"{session.device_time_s:.0f} s")
+                                 f"{step.duration_s:g} s{extra}, strides {self._strides}, "
+                                 f"device time {session.device_time_s:.0f} s")
                 next_progress = session.device_time_s + PROGRESS_EVERY_S
         value = None
         dropped_end = False
