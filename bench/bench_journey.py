@@ -20,76 +20,32 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-_EXE = Path(sys.executable).parent / "hipsync"
-CLI = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "hipsync.cli"]
+from hipsync.sim.terminal import VirtualDeviceCommand
+
 LOSSES = (0.05, 0.10, 0.15, 0.20, 0.30, 0.40)
 LOSS_SEED = 8
 REQUIRED_TASKS = {"standing", "mvc_l_gmed", "mvc_r_gmed", "mvc_l_es", "mvc_r_es", "walk"}
 STREAM_TIMEOUT_S = 600.0
 
 
-class VirtualDevice:
-    """`hipsync virtual-device --fs <tmp>/fs ...` in the background, as a second terminal runs it."""
+class VirtualDevice(VirtualDeviceCommand):
+    """The second terminal's `hipsync virtual-device`, timing each command run against it."""
 
-    def __init__(self, tmp: Path, *args: str):
-        self.env = {**os.environ, "HIPSYNC_SECRETS": str(tmp / "secrets.json")}
-        for name in ("HIPSYNC_AIR", "HIPSYNC_STORE", "HIPSYNC_BACKEND"):
-            self.env.pop(name, None)
-        self.proc = subprocess.Popen(
-            [*CLI, "virtual-device", "--fs", str(tmp / "fs"), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            env=self.env, cwd=tmp)
-        self.lines: list[str] = []
-        self.air = ""
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith("HIPSYNC_AIR="):
-                    self.air = line.strip().split("=", 1)[1]
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        ready.wait(60)
-        if not self.air:
-            self.close()
-            raise RuntimeError("virtual-device printed no HIPSYNC_AIR line:\n"
-                               + "\n".join(self.lines[-30:]))
-
-    def hipsync(self, *args: str, timeout: float = STREAM_TIMEOUT_S
-                ) -> tuple[subprocess.CompletedProcess | None, float, str]:
+    def timed(self, *args: str, timeout: float = STREAM_TIMEOUT_S
+              ) -> tuple[subprocess.CompletedProcess | None, float, str]:
         """Runs `hipsync <args>` against this device; (process or None on timeout, wall s, output)."""
-        env = {**self.env, "HIPSYNC_BACKEND": "virtual", "HIPSYNC_AIR": self.air}
         t0 = time.monotonic()
         try:
-            proc = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = self.hipsync(*args, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            wall = time.monotonic() - t0
-            out = _text(exc.stdout) + _text(exc.stderr)
-            return None, wall, out
-        wall = time.monotonic() - t0
-        return proc, wall, proc.stdout + proc.stderr
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            return None, time.monotonic() - t0, _text(exc.stdout) + _text(exc.stderr)
+        return proc, time.monotonic() - t0, proc.stdout + proc.stderr
 
 
 def _text(data: str | bytes | None) -> str:
@@ -122,8 +78,8 @@ def clinic_run(tmp: Path, device_args: list[str], walk_s: float, log_dir: Path |
         return False, math.nan, [], str(exc)
     store = tmp / "s.sqlite3"
     try:
-        proc, wall, out = dev.hipsync("--store", str(store), "stream", "--patient", "P",
-                                      "--protocol", "clinic", "--walk-s", f"{walk_s:g}")
+        proc, wall, out = dev.timed("--store", str(store), "stream", "--patient", "P",
+                                    "--protocol", "clinic", "--walk-s", f"{walk_s:g}")
     finally:
         dev.close()
     _keep(log_dir, f"{tag}_stream.txt", out)

@@ -10,61 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hipsync.sim.terminal import VirtualDeviceCommand
 from hipsync.store import open_store
 
 pytestmark = pytest.mark.slow
-
-
-class VirtualDeviceProcess:
-    """`hipsync virtual-device ...` in the background, as a second terminal would run it."""
-
-    def __init__(self, tmp: Path, *args: str):
-        self.env = {**os.environ, "HIPSYNC_SECRETS": str(tmp / "secrets.json")}
-        self.env.pop("HIPSYNC_AIR", None)
-        self.env.pop("HIPSYNC_STORE", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hipsync.cli", "virtual-device", "--fs", str(tmp / "fs"), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            env=self.env)
-        self.lines: list[str] = []
-        self.air = ""
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith("HIPSYNC_AIR="):
-                    self.air = line.strip().split("=", 1)[1]
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        ready.wait(60)
-        assert self.air, "virtual-device printed no HIPSYNC_AIR line:\n" + "\n".join(self.lines)
-        self.started = time.monotonic()
-
-    def hipsync(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        env = {**self.env, "HIPSYNC_BACKEND": "virtual", "HIPSYNC_AIR": self.air}
-        return subprocess.run([sys.executable, "-m", "hipsync.cli", *args], capture_output=True,
-                              text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def _device_time_at_start(stdout: str) -> float:
@@ -79,7 +36,7 @@ def _tasks(store: Path, session: int = 1) -> dict[str, tuple[float, float]]:
 
 @pytest.fixture
 def device_1x(tmp_path):
-    dev = VirtualDeviceProcess(tmp_path, "--speed", "1", "--seed", "4")
+    dev = VirtualDeviceCommand(tmp_path, "--speed", "1", "--seed", "4")
     yield dev
     dev.close()
 
@@ -115,7 +72,7 @@ def test_clinic_session_at_real_speed_on_a_device_already_on(device_1x, tmp_path
 
 
 def test_a_bad_mvc_and_a_restless_calibration_are_refused_and_asked_again(tmp_path):
-    dev = VirtualDeviceProcess(tmp_path, "--speed", "6", "--seed", "5", "--idle", "stand",
+    dev = VirtualDeviceCommand(tmp_path, "--speed", "6", "--seed", "5", "--idle", "stand",
                                "--bad-mvc", "l_gmed", "--restless-calibration")
     try:
         store = tmp_path / "s.sqlite3"
@@ -138,7 +95,7 @@ def test_a_bad_mvc_and_a_restless_calibration_are_refused_and_asked_again(tmp_pa
 def test_a_device_on_for_minutes_then_a_short_stream(tmp_path):
     """`stream --duration 30` on a device that has run for minutes: 30 s of device time stored,
     starting where the device was, not at 0."""
-    dev = VirtualDeviceProcess(tmp_path, "--speed", "8", "--seed", "6")
+    dev = VirtualDeviceCommand(tmp_path, "--speed", "8", "--seed", "6")
     try:
         time.sleep(25.0)  # at 8x: over three minutes of device time, walking about
         store = tmp_path / "s.sqlite3"
@@ -154,7 +111,7 @@ def test_a_device_on_for_minutes_then_a_short_stream(tmp_path):
 
 
 def test_the_clinic_session_survives_a_link_that_loses_a_tenth_of_its_packets(tmp_path):
-    dev = VirtualDeviceProcess(tmp_path, "--speed", "4", "--seed", "8", "--idle", "stand",
+    dev = VirtualDeviceCommand(tmp_path, "--speed", "4", "--seed", "8", "--idle", "stand",
                                "--loss", "0.10")
     try:
         store = tmp_path / "s.sqlite3"
