@@ -146,6 +146,7 @@ async def _visit(spec: dict, out: Path, speed: float) -> dict:
     from hipsync.secrets import SecretStore
     from hipsync.sim import scenario
     from hipsync.sim.air import Air, LinkModel
+    from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
     from hipsync.sim.virtual_device import VirtualDevice
     from hipsync.store import open_store
     from hipsync.sync import authenticate
@@ -166,10 +167,10 @@ async def _visit(spec: dict, out: Path, speed: float) -> dict:
         _DEVICES.append(dev)
         dev.wait_advertising(timeout_s=20)
         os.environ["HIPSYNC_AIR"] = air.address
-        found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+        found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
         if not found:
             raise RuntimeError("the virtual device did not show up in the scan")
-        link = ble.DeviceLink(found[0], backend="virtual", auto_reconnect=True)
+        link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, auto_reconnect=True)
         await link.connect()
         _, info = await link.command(ble.commands.OP_INFO)
         sid = store.create_session(spec["id"], found[0].address,

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from hipsync import ble  # noqa: E402
 from hipsync.sim.air import Air, LinkModel  # noqa: E402
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import VirtualDevice  # noqa: E402
 from hipwire import commands  # noqa: E402
 from micropython_port import MP_TESTS  # noqa: E402
@@ -52,8 +53,8 @@ async def measure(link: ble.DeviceLink) -> tuple[float, float]:
 
 async def run(air: Air) -> tuple[float, float, int]:
     os.environ["HIPSYNC_AIR"] = air.address
-    found = await ble.scan(5.0, backend="virtual", stop_after=1)
-    link = ble.DeviceLink(found[0], backend="virtual")
+    found = await ble.scan(5.0, backend=VIRTUAL_BACKEND, stop_after=1)
+    link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND)
     await link.connect()
     try:
         kbps, rtt_ms = await measure(link)

@@ -40,6 +40,7 @@ from hipsync.secrets import SecretStore
 from hipsync.sim import PatientConfig, scenario
 from hipsync.sim import tasks as T
 from hipsync.sim.air import Air, LinkModel
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import VirtualDevice
 from hipsync.sync import authenticate, sync_device
 from hipwire import commands as cmd
@@ -52,10 +53,10 @@ DEVICE_ID = bytes.fromhex(VIRTUAL_DEVICE_ID)
 
 async def _connect(air: Air) -> ble.DeviceLink:
     os.environ["HIPSYNC_AIR"] = air.address
-    found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+    found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
     if not found:
         raise RuntimeError("virtual device not found")
-    link = ble.DeviceLink(found[0], backend="virtual")
+    link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND)
     await link.connect()
     return link
 

@@ -7,11 +7,9 @@
     async for data, host_time_s in link.stream():               # one item per notification
         assembler.push_bytes(data, host_time_s)
 
-Backends. `backend=None` uses the environment variable HIPSYNC_BACKEND: unset or "bleak" picks
-bleak's platform backend (BlueZ, CoreBluetooth, WinRT); "virtual" picks the virtual radio of
-hipsync.sim.bleak_backend, which reaches the virtual air given by HIPSYNC_AIR=127.0.0.1:PORT (the
-firmware running in the MicroPython unix port, see hipsync.sim.virtual_device). `backend` may also
-be "virtual"/"bleak" or a (scanner class, client class) pair. Nothing else in the host knows which.
+Backends. `backend=None` is bleak's platform backend (BlueZ, CoreBluetooth, WinRT); the caller
+may hand in another as a (scanner class, client class) pair for bleak's `backend=` (the CLI hands
+in the virtual radio's when asked for it). This module knows of no particular one.
 
 Notification callbacks only enqueue (bytes, host time) and return: O(1) on the event loop. The
 stream queue and the chunk queue are unbounded, so the host itself never drops a notification;
@@ -29,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -45,7 +42,6 @@ from hipwire.frames import FrameError
 
 log = logging.getLogger(__name__)
 
-BACKEND_ENV = "HIPSYNC_BACKEND"
 
 
 class LinkError(Exception):
@@ -86,17 +82,11 @@ class CommandError(LinkError):
 def resolve_backend(backend: Any = None) -> tuple[type | None, type | None]:
     """(scanner backend, client backend) for bleak's `backend=` (None, None: bleak's own)."""
     if backend is None:
-        backend = os.environ.get(BACKEND_ENV, "bleak") or "bleak"
-    if isinstance(backend, tuple):
-        return backend
-    if backend == "virtual":
-        from hipsync.sim.bleak_backend import VirtualClient, VirtualScanner
-
-        return VirtualScanner, VirtualClient
-    if backend == "bleak":
         return None, None
-    raise ValueError(f"unknown backend {backend!r}: use 'bleak' or 'virtual' "
-                     f"(or set {BACKEND_ENV})")
+    if isinstance(backend, tuple) and len(backend) == 2:
+        return backend
+    raise ValueError(f"backend must be None (bleak's own) or a (scanner class, client class) "
+                     f"pair, got {backend!r}")
 
 
 @dataclass(frozen=True)

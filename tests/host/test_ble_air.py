@@ -4,7 +4,9 @@ the link model's figures, and backend selection."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -61,15 +63,21 @@ def test_air_binds_loopback_only():
             air.wait_for_device("hipsync-0000", timeout_s=0.05)
 
 
-def test_backend_chosen_by_env(monkeypatch):
-    from hipsync.sim.bleak_backend import VirtualClient, VirtualScanner
+def test_the_radio_module_takes_the_backend_its_caller_chose(monkeypatch):
+    from hipsync.commands._device import backend
+    from hipsync.sim.bleak_backend import VIRTUAL_BACKEND, VirtualClient, VirtualScanner
 
-    monkeypatch.setenv("HIPSYNC_BACKEND", "virtual")
-    assert ble.resolve_backend() == (VirtualScanner, VirtualClient)
-    monkeypatch.setenv("HIPSYNC_BACKEND", "bleak")
+    assert ble.resolve_backend(VIRTUAL_BACKEND) == (VirtualScanner, VirtualClient)
     assert ble.resolve_backend() == (None, None)
-    with pytest.raises(ValueError, match="unknown backend"):
-        ble.resolve_backend("radio")
+    monkeypatch.setenv("HIPSYNC_BACKEND", "virtual")
+    assert ble.resolve_backend() == (None, None)  # the radio module reads no environment
+    assert backend() == VIRTUAL_BACKEND  # the CLI does
+    monkeypatch.setenv("HIPSYNC_BACKEND", "bleak")
+    assert backend() is None
+    with pytest.raises(ValueError, match="backend must be"):
+        ble.resolve_backend("virtual")
+    source = Path(ble.__file__).read_text()
+    assert "sim" not in re.findall(r"^\s*(?:from|import)\s+\S*", source, flags=re.M).__repr__()
 
 
 def test_virtual_backend_refuses_non_loopback_air(monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from hipsync import ble
 from hipsync.protocol import StreamAssembler
 from hipsync.sim.air import Air, LinkModel
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import VirtualDevice
 from hipwire import commands, frames, gatt
 from micropython_port import MP_TESTS
@@ -45,9 +46,9 @@ def run(coro):
 
 
 async def _connect(**kwargs) -> ble.DeviceLink:
-    found = await ble.scan(5.0, backend="virtual", stop_after=1)
+    found = await ble.scan(5.0, backend=VIRTUAL_BACKEND, stop_after=1)
     assert found, "the virtual device was not found"
-    link = ble.DeviceLink(found[0], backend="virtual", **kwargs)
+    link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, **kwargs)
     await link.connect()
     return link
 
@@ -82,10 +83,10 @@ def test_scan_connect_mtu_and_commands(virtual):
     air, dev = virtual()
 
     async def go():
-        found = await ble.scan(5.0, backend="virtual", stop_after=1)
+        found = await ble.scan(5.0, backend=VIRTUAL_BACKEND, stop_after=1)
         assert [d.name for d in found] == [dev.name] == ["hipsync-d4e5"]
         assert found[0].address == dev.address
-        link = ble.DeviceLink(found[0], backend="virtual")
+        link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND)
         await link.connect()
         try:
             assert link.mtu == gatt.PREFERRED_MTU  # min(central 517, device 247)

@@ -17,6 +17,7 @@ from hipsync.secrets import SecretStore
 from hipsync.sim import PatientConfig, scenario
 from hipsync.sim import tasks as T
 from hipsync.sim.air import Air, LinkModel
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import VirtualDevice
 from hipsync.store import open_store
 from hipsync.sync import authenticate
@@ -44,9 +45,9 @@ def test_a_device_restart_mid_session_continues_the_session_after_a_gap(tmp_path
         monkeypatch.setenv("HIPSYNC_AIR", air.address)
 
         async def go():
-            found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+            found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
             assert found, "the virtual device was not found"
-            link = ble.DeviceLink(found[0], backend="virtual", auto_reconnect=True,
+            link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, auto_reconnect=True,
                                   reconnect_attempts=200, reconnect_delay_s=0.05)
             await link.connect()
             sid = store.create_session("RESTART-1", found[0].address, firmware_version="0.1.0")

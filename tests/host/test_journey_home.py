@@ -28,6 +28,7 @@ from hipsync.secrets import SecretStore
 from hipsync.sim import PatientConfig, scenario
 from hipsync.sim import tasks as T
 from hipsync.sim.air import Air, LinkModel
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import REPO, VirtualDevice
 from hipsync.store import open_store
 from hipsync.sync import authenticate
@@ -84,9 +85,9 @@ def _clinic(tmp: Path, air: Air, secret: bytes) -> dict[str, int]:
 
     async def go():
         os.environ["HIPSYNC_AIR"] = air.address  # the library reads the air's address there
-        found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+        found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
         assert found, "the virtual device was not found"
-        link = ble.DeviceLink(found[0], backend="virtual", auto_reconnect=True)
+        link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, auto_reconnect=True)
         await link.connect()
         sid = store.create_session(PATIENT, found[0].address, notes="clinic calibration")
 

@@ -21,6 +21,7 @@ from hipsync.secrets import SecretStore
 from hipsync.sim import PatientConfig, scenario
 from hipsync.sim import tasks as T
 from hipsync.sim.air import Air, LinkModel
+from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
 from hipsync.sim.virtual_device import VirtualDevice
 from hipsync.store import open_store
 from hipsync.sync import authenticate, sync_device
@@ -109,9 +110,9 @@ def test_decoded_streams_match_the_simulated_truth(demo):
 
 async def _connect(air: Air, auto_reconnect: bool = True) -> ble.DeviceLink:
     os.environ["HIPSYNC_AIR"] = air.address
-    found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+    found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
     assert found, "virtual device not found"
-    link = ble.DeviceLink(found[0], backend="virtual", auto_reconnect=auto_reconnect)
+    link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, auto_reconnect=auto_reconnect)
     await link.connect()
     return link
 

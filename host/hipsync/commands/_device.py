@@ -26,6 +26,16 @@ def virtual_selected() -> bool:
     return os.environ.get("HIPSYNC_BACKEND", "") == "virtual"
 
 
+def backend() -> tuple | None:
+    """The bleak backend the commands hand to hipsync.ble: the virtual radio's with `--virtual`
+    (HIPSYNC_BACKEND=virtual), else None (bleak's own). The radio module itself knows neither."""
+    if not virtual_selected():
+        return None
+    from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
+
+    return VIRTUAL_BACKEND
+
+
 def air_address() -> str | None:
     """The running virtual air named by HIPSYNC_AIR, None when unset. An empty or malformed value
     is a mistake (it would otherwise start a private device), so it is refused."""
@@ -184,12 +194,12 @@ async def connected(address: str | None = None, timeout_s: float = 5.0,
             stack.enter_context(virtual_device(tmp / "device", secrets=SecretStore(secrets_path)))
         target = address
         if target is None:
-            found = await ble.scan(timeout_s=timeout_s, stop_after=1)
+            found = await ble.scan(timeout_s=timeout_s, stop_after=1, backend=backend())
             if not found:
                 raise CliError("no hipsync device found: is it on, charged and not connected "
                                "to another host?", EXIT_FAILED)
             target = found[0]
-        link = ble.DeviceLink(target, auto_reconnect=auto_reconnect)
+        link = ble.DeviceLink(target, auto_reconnect=auto_reconnect, backend=backend())
         await link.connect()
         try:
             yield link

@@ -60,6 +60,7 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
     from hipsync.report import SIMULATED_KEY, build_report, findings_text, write_report
     from hipsync.secrets import SecretStore
     from hipsync.sim.air import LinkModel
+    from hipsync.sim.bleak_backend import VIRTUAL_BACKEND
     from hipsync.sim.voice import Voice
     from hipsync.store import open_store
     from hipsync.sync import authenticate
@@ -78,10 +79,10 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
     with virtual_device(fs_dir, wearer=wearer, secrets=secrets, link=link_model,
                         idle="stand", keep_truth=keep_truth) as rig:
         secret = secrets.get(device_id).secret
-        found = await ble.scan(timeout_s=5, backend="virtual", stop_after=1)
+        found = await ble.scan(timeout_s=5, backend=VIRTUAL_BACKEND, stop_after=1)
         if not found:
             raise CliError("the virtual device did not show up in the scan", EXIT_FAILED)
-        link = ble.DeviceLink(found[0], backend="virtual", auto_reconnect=True)
+        link = ble.DeviceLink(found[0], backend=VIRTUAL_BACKEND, auto_reconnect=True)
         await link.connect()
         _, info = await link.command(ble.commands.OP_INFO)
         session_id = store.create_session(

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hipsync import ble
-    from hipsync.commands._device import ENV_AIR, air_address, virtual_selected
+    from hipsync.commands._device import ENV_AIR, air_address, backend, virtual_selected
 
     if not 0 < args.timeout <= 3600:
         raise CliError(f"--timeout must be a number of seconds above 0 (up to 3600), not "
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"with --virtual, scan lists the devices of a running virtual device: start "
                        f"`hipsync virtual-device` in another terminal and set {ENV_AIR} to the "
                        f"address it prints", EXIT_FAILED)
-    found = asyncio.run(ble.scan(timeout_s=args.timeout))
+    found = asyncio.run(ble.scan(timeout_s=args.timeout, backend=backend()))
     if not found:
         print("hipsync scan: no hipsync device found: is it on, charged and not connected to "
               "another host? (a connected device does not advertise)", file=sys.stderr)

@@ -353,3 +353,7 @@ class VirtualClient(BaseBleakClient):
                 for d in c.get("descriptors", ()):
                     collection.add_descriptor(BleakGATTDescriptor(d, d["handle"], d["uuid"], char))
         return collection
+
+
+# what a caller hands to hipsync.ble (`backend=`) to use the virtual radio
+VIRTUAL_BACKEND = (VirtualScanner, VirtualClient)

@@ -2,7 +2,7 @@
 
     with Air() as air, VirtualDevice(air, feed_path="feed.bin") as dev:
         dev.wait_advertising()
-        found = await hipsync.ble.scan(backend="virtual")     # with HIPSYNC_AIR=air.address
+        found = await hipsync.ble.scan(backend=VIRTUAL_BACKEND)     # with HIPSYNC_AIR=air.address
 
 The process runs firmware/unixboard/run_virtual.py with MICROPYPATH = firmware/unixboard : firmware :
 shared (+ extra_path) : .frozen, so `bluetooth` and `machine` are the unix board's fakes. Its
