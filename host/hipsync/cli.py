@@ -14,6 +14,13 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran but found a problem (e.g. malformed frames)
 EXIT_USAGE = 2  # bad arguments or input that is not what the command takes
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+ENV_DEBUG = "HIPSYNC_DEBUG"  # 1: an unexpected error shows its traceback
+ENV_BACKEND = "HIPSYNC_BACKEND"
+_BACKENDS = ("bleak", "virtual")
+# the commands that reach a device through hipsync.ble (and so read HIPSYNC_BACKEND)
+DEVICE_COMMANDS = frozenset({"scan", "stream", "sync", "record"})
+STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions"})
 
 
 class CliError(Exception):
@@ -136,15 +143,6 @@ def add_global_options(p: argparse.ArgumentParser, *, device: bool, store: bool)
 
 def _not_built(name: str, reason: str) -> int:
     raise CliError(f"`hipsync {name}` is not available in this build ({reason})", EXIT_FAILED)
-
-
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
-ENV_DEBUG = "HIPSYNC_DEBUG"  # 1: an unexpected error shows its traceback
-ENV_BACKEND = "HIPSYNC_BACKEND"
-_BACKENDS = ("bleak", "virtual")
-# the commands that reach a device through hipsync.ble (and so read HIPSYNC_BACKEND)
-DEVICE_COMMANDS = frozenset({"scan", "stream", "sync", "record"})
-STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions"})
 
 
 def main(argv: list[str] | None = None) -> int:
