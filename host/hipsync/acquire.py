@@ -112,6 +112,7 @@ class LiveSession:
             self.capture.write(CAPTURE_MAGIC)
         self.on_frame = on_frame
         self.listeners: list[Callable[[Received], None]] = []  # more on_frame callbacks (guides)
+        self._failure: BaseException | None = None  # what ended the reconnect watcher
         self.device_time_s = 0.0
         self.latest_status: Status | None = None
         self._time_advanced = asyncio.Event()
@@ -214,8 +215,12 @@ class LiveSession:
             self.result.reconnects += 1
             try:
                 await self._prepare_device()
-            except LinkError:
+            except (LinkError, ConnectionError):
                 continue  # dropped again: the next reconnect tries again
+            except Exception as e:  # noqa: BLE001 - e.g. refused authentication: end the session
+                self._failure = e  # raised by the next wait, where the protocol is
+                self._time_advanced.set()
+                return
 
     async def wait_device_time(self, t_s: float, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         """Wait until frames up to device time t_s have arrived. Raises LinkError only when device
@@ -224,6 +229,8 @@ class LiveSession:
         last_move = time.monotonic()
         seen = self.device_time_s
         while self.device_time_s < t_s:
+            if self._failure is not None:
+                raise self._failure
             self._time_advanced.clear()
             if self.device_time_s > seen:
                 seen, last_move = self.device_time_s, time.monotonic()

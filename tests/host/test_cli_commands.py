@@ -55,6 +55,12 @@ def test_sessions_report_and_export(store_file, tmp_path):
     (["export", "1", "--format", "wav"], 2, "invalid choice"),
     (["stream"], 2, "--patient"),
     (["frobnicate"], 2, "invalid choice"),
+    (["stream", "--patient", "P", "--duration", "nan"], 2, "--duration"),
+    (["stream", "--patient", "P", "--protocol", "clinic", "--walk-s", "inf"], 2, "--walk-s"),
+    (["stream", "--patient", "P", "--protocol", "clinic", "--duration", "30"], 2, "--walk-s"),
+    (["demo", "--walk-s", "inf"], 2, "--walk-s"),
+    (["demo", "--speed", "nan"], 2, "--speed"),
+    (["virtual-device", "--minutes", "nan"], 2, "--minutes"),
 ])
 def test_wrong_arguments_get_a_clear_error(store_file, args, code, message):
     proc = _run("--store", str(store_file), *args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -84,8 +85,8 @@ def wearer_from(args: argparse.Namespace) -> Wearer:
     from hipsync.sim import PatientConfig
     from hipsync.sim.live_patient import Behaviour
 
-    if not args.speed > 0:
-        raise CliError("--speed must be positive")
+    if not (math.isfinite(args.speed) and args.speed > 0):
+        raise CliError("--speed must be a positive number")
     weak = None if args.weak_side == "none" else args.weak_side
     compensation = None if weak is None or args.compensation == "none" else args.compensation
     return Wearer(PatientConfig(weak_side=weak, es_compensation=compensation, seed=args.seed),

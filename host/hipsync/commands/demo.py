@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.walk_s <= 0 or args.speed <= 0 or not 0 <= args.loss < 1:
+    if not math.isfinite(args.walk_s) or args.walk_s <= 0 or not 0 <= args.loss < 1:
         raise CliError("--walk-s and --speed must be positive and --loss in [0, 1)")
     wearer = wearer_from(args)
     out = Path(args.out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from collections import deque
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.duration < 0 or args.walk_s <= 0:
+    if not (math.isfinite(args.duration) and math.isfinite(args.walk_s)) \
+            or args.duration < 0 or args.walk_s <= 0:
         raise CliError("--duration must be >= 0 and --walk-s > 0")
     if args.duration and args.protocol != "none":
         raise CliError(f"--duration does not apply to --protocol {args.protocol} (its steps have "

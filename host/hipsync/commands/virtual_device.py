@@ -8,6 +8,7 @@ holds the device's button (start or stop a home recording)."""
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -32,15 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hipsync.sim.air import LinkModel
 
-    if args.minutes < 0 or not 0 <= args.loss < 1:
+    if not (math.isfinite(args.minutes) and args.minutes >= 0) or not 0 <= args.loss < 1:
         raise CliError("--minutes must be >= 0 and --loss in [0, 1)")
     wearer = wearer_from(args)
     link = LinkModel(speed=args.speed, loss_probability=args.loss, seed=args.seed)
     try:
-        rig_cm = virtual_device(args.fs, wearer=wearer, link=link, idle=args.idle)
-        rig = rig_cm.__enter__()
+        args.fs.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CliError(f"cannot use {args.fs} as the device's flash: {e.strerror or e}") from None
+    rig_cm = virtual_device(args.fs, wearer=wearer, link=link, idle=args.idle)
+    rig = rig_cm.__enter__()
     try:
         dev = rig.device
         print(f"virtual device {dev.name} ({dev.address}) advertising; flash in {dev.fs_dir}; "
