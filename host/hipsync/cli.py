@@ -147,6 +147,9 @@ def _not_built(name: str, reason: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     command = "hipsync"
+    # everything the CLI writes is health data (store, archive, captures, reports, exports):
+    # readable by its owner only
+    os.umask(os.umask(0o077) | 0o077)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

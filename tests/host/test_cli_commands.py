@@ -43,6 +43,10 @@ def test_sessions_report_and_export(store_file, tmp_path):
     assert Path(proc.stdout.strip()).suffix == ".edf" and Path(proc.stdout.strip()).exists()
     proc = _run("--store", str(store_file), "export", "1", "--out", str(tmp_path / "c"))
     names = sorted(p.name for p in (tmp_path / "c").glob("*.csv"))
+    # health data: nobody but the owner may read what the CLI writes
+    written = [*(tmp_path / "c").iterdir(), *(tmp_path / "e").iterdir()]
+    assert written and all(f.stat().st_mode & 0o077 == 0 for f in written), \
+        [(f.name, oct(f.stat().st_mode)) for f in written]
     assert proc.returncode == 0 and names == [f"session_1_{k}.csv" for k in
                                               ("envelope", "events", "pelvis", "status", "strides", "tasks")], names
 
