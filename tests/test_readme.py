@@ -75,9 +75,9 @@ def test_every_readme_example_runs_as_written(tmp_path):
 
 
 def _start_device(line: str, cwd: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(line, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=False)
+    # the command itself, not a shell around it: the signal at the end must reach the device
+    proc = subprocess.Popen(shlex.split(line), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     found: list[str] = []
     ready = threading.Event()
 
