@@ -57,6 +57,13 @@ def _die_with_parent() -> None:
 
 
 def micropython_binary() -> str:
+    """HIPSYNC_MICROPYTHON if set (e.g. a 32-bit build, int layout as on the ESP32), else the
+    pinned port beside this Python."""
+    chosen = os.environ.get("HIPSYNC_MICROPYTHON")
+    if chosen:
+        if not Path(chosen).is_file():
+            raise RuntimeError(f"HIPSYNC_MICROPYTHON={chosen} is not a file")
+        return chosen
     here = Path(sys.executable).parent / "micropython"
     if here.exists():
         return str(here)
