@@ -54,24 +54,17 @@ class Step:
     @property
     def calibration(self) -> tuple[int, int] | None:
         """(begin, end) CALIBRATE step codes for calibration tasks, else None."""
-        if self.name.startswith("standing"):
-            return cmd.CAL_STANDING_BEGIN, cmd.CAL_STANDING_END
-        if self.name.startswith("mvc_"):
-            ch = MUSCLE_CHANNELS[self.name[4:]]
-            return cmd.CAL_MVC_BEGIN + ch, cmd.CAL_MVC_END + ch
-        return None
+        return calibration_codes(self.name)
 
 
-def clinic_protocol(walk_s: float = 120.0) -> list[Step]:
-    """The standard protocol: standing calibration, an MVC per muscle, then walking."""
-    steps = [Step("standing", 10.0, prompt="Stand still, feet hip-width apart, looking ahead.")]
-    for muscle in units.EMG_CHANNELS:
-        side = "left" if muscle.startswith("l_") else "right"
-        what = "hip abduction against the strap" if "gmed" in muscle else "back extension"
-        steps.append(Step(f"mvc_{muscle}", 5.0, prompt=f"Maximal {side} {what}: push as hard as "
-                                                       f"you can for 5 seconds."))
-    steps.append(Step("walk", walk_s, prompt="Walk at your usual pace."))
-    return steps
+def calibration_codes(task: str) -> tuple[int, int] | None:
+    """(begin, end) CALIBRATE step codes of a standing calibration or MVC task, else None."""
+    if task.startswith("standing"):
+        return cmd.CAL_STANDING_BEGIN, cmd.CAL_STANDING_END
+    if task.startswith("mvc_"):
+        ch = MUSCLE_CHANNELS[task[4:]]
+        return cmd.CAL_MVC_BEGIN + ch, cmd.CAL_MVC_END + ch
+    return None
 
 
 @dataclass
@@ -261,14 +254,19 @@ class LiveSession:
         t1 = t0 + step.duration_s if step.start_s is not None else self.device_time_s
         value = await self._calibrate(cal[1]) if cal is not None else None
         if step.name.startswith("standing") and value:
-            # the device sends angles relative to this pose from now on: the reference is zero
-            self.store.set_calibration(self.session_id, standing_deg=(0.0, 0.0, 0.0),
-                                       source="device calibration (standing at device time "
-                                              f"{t0:.0f}-{t1:.0f} s)")
+            self.device_calibrated(t0, t1)
         self.store.add_task(self.session_id, step.name, t0, t1)
         result = StepResult(step.name, t0, t1, value)
         self.result.steps.append(result)
         return result
+
+    def device_calibrated(self, t0_s: float, t1_s: float) -> None:
+        """The device accepted a standing calibration over [t0_s, t1_s]: from now on it sends
+        angles relative to that pose, so the session's standing reference is zero (subtracting
+        the task's absolute angles again would be wrong)."""
+        self.store.set_calibration(self.session_id, standing_deg=(0.0, 0.0, 0.0),
+                                   source=f"device calibration (standing at device time "
+                                          f"{t0_s:.0f}-{t1_s:.0f} s)")
 
     async def _calibrate(self, code: int) -> int | None:
         try:

@@ -31,7 +31,7 @@ from hipwire import commands as cmd
 from hipwire import frames as wire
 from hipwire import units
 
-from .acquire import MUSCLE_CHANNELS, LiveSession
+from .acquire import MUSCLE_CHANNELS, LiveSession, calibration_codes
 from .analysis.calibration import MVC_WINDOW_S
 from .analysis.mvc_check import WALK_PERCENTILE, check_mvc, refused_task_name
 from .ble import CommandInterrupted
@@ -226,7 +226,7 @@ class Guide:
     async def _perform(self, step: GuidedStep, attempt: int) -> StepOutcome:
         session = self.session
         await self._countdown()
-        begin, end = _calibration_codes(step)
+        begin, end = calibration_codes(step.name) or (None, None)
         if begin is not None:
             await session.link.command(cmd.OP_CALIBRATE, begin)
         t0 = session.device_time_s
@@ -264,11 +264,7 @@ class Guide:
                                "the link dropped during the step: it is done again")
         if step.kind == "standing":
             if value:
-                # the device now sends angles relative to this pose: the session's standing
-                # reference is zero (subtracting the task's absolute angles again would be wrong)
-                session.store.set_calibration(
-                    session.session_id, standing_deg=(0.0, 0.0, 0.0),
-                    source=f"device calibration (standing at device time {t0:.0f}-{t1:.0f} s)")
+                session.device_calibrated(t0, t1)
                 return self._store(step, t0, t1, True, attempt, "calibration accepted")
             return self._store(step, t0, t1, False, attempt,
                                "calibration refused by the device: the pelvis was not still")
@@ -349,15 +345,6 @@ class Guide:
         store.remove_task(sid, outcome.name, outcome.t_start_s)
         outcome.accepted = False
         store.add_task(sid, self._stored_name(outcome), outcome.t_start_s, outcome.t_end_s)
-
-
-def _calibration_codes(step: GuidedStep) -> tuple[int | None, int | None]:
-    if step.kind == "standing":
-        return cmd.CAL_STANDING_BEGIN, cmd.CAL_STANDING_END
-    if step.kind == "mvc":
-        ch = MUSCLE_CHANNELS[step.muscle]
-        return cmd.CAL_MVC_BEGIN + ch, cmd.CAL_MVC_END + ch
-    return None, None
 
 
 def _window_max(x: np.ndarray, n: int) -> float | None:
