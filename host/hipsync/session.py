@@ -20,6 +20,13 @@ PELVIS_ANGLES: tuple[str, ...] = tuple(units.PELVIS_ANGLES)
 # Gait events: one row per event, sorted by time.
 EVENT_DTYPE = np.dtype([("t_s", "f8"), ("kind", "U2"), ("side", "U1"), ("stride", "i4")])
 
+# Exam repetitions the device found (hipwire.frames.REP): one row per repetition, sorted by start.
+# task: a name of hipwire.commands.EXAM_TASKS; side: stance side "L"/"R"; index: the device's count
+# within the task (from 0); flags: frames.REP_* bits; depth: frames.REP_DEPTH_UNITS of the task
+# (mm of descent, or centidegrees of swing-side obliquity change), as the device measured it.
+REP_DTYPE = np.dtype([("t_start_s", "f8"), ("t_low_s", "f8"), ("t_end_s", "f8"), ("task", "U20"),
+                      ("side", "U1"), ("index", "i4"), ("flags", "i4"), ("depth", "f8")])
+
 # Task names the report understands. Other names are kept and listed but not analysed.
 TASK_STANDING = "standing"
 # Names accepted for the quiet-standing calibration task (the simulator says "standing_calibration").
@@ -129,6 +136,7 @@ class SessionData:
     tasks: list[Task] = field(default_factory=list)
     calibration: Calibration = field(default_factory=Calibration)
     metadata: Metadata = field(default_factory=Metadata)
+    reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_DTYPE))
 
     def __post_init__(self) -> None:
         self.envelope_t_s = np.asarray(self.envelope_t_s, dtype=float)
@@ -137,6 +145,8 @@ class SessionData:
         self.pelvis_deg = np.asarray(self.pelvis_deg, dtype=float).reshape(-1, len(PELVIS_ANGLES))
         if self.events.dtype != EVENT_DTYPE:
             self.events = np.asarray(self.events, dtype=EVENT_DTYPE)
+        if self.reps.dtype != REP_DTYPE:
+            self.reps = np.asarray(self.reps, dtype=REP_DTYPE)
         if len(self.envelope_t_s) != len(self.envelope_uv):
             raise ValueError("envelope_t_s and envelope_uv differ in length")
         if len(self.pelvis_t_s) != len(self.pelvis_deg):

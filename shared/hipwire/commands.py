@@ -50,6 +50,7 @@ OP_CALIBRATE = const(0x13)
 OP_TIME_SYNC = const(0x14)
 OP_SET_MVC = const(0x15)
 OP_CAL_INFO = const(0x16)
+OP_TASK = const(0x17)
 OP_REC_START = const(0x20)
 OP_REC_STOP = const(0x21)
 OP_SESSION_LIST = const(0x22)
@@ -71,6 +72,7 @@ OPS = (
     (OP_TIME_SYNC, "time_sync", "<Q", "<I", True),
     (OP_SET_MVC, "set_mvc", "<4I", "", True),  # accepted MVC per channel, uV; 0 = none
     (OP_CAL_INFO, "cal_info", "", "<BI4II", True),  # CAL_INFO_* below
+    (OP_TASK, "task", "<BBB", "<I", True),  # EXAM_TASKS below
     (OP_REC_START, "rec_start", "", "<H", True),
     (OP_REC_STOP, "rec_stop", "", "<H", True),
     (OP_SESSION_LIST, "session_list", "<H", None, True),  # None: variable, see SESSION_ENTRY
@@ -94,6 +96,13 @@ CAL_HAS_STANDING = const(0x01)  # pelvis angles are relative to a standing calib
 # recorded, flash free (KiB)
 REC_RECORDING = const(0x01)
 REC_FLASH_FULL = const(0x02)
+
+# TASK request: exam task code (0: no task, the repetition search stops; else 1 + an index into
+# EXAM_TASKS), stance side (frames.LEFT / frames.RIGHT), repetitions expected (0: unknown).
+# Response: the device clock at which the search starts (or stopped). The host's mark of the task
+# bounds where the device looks for repetitions; a repetition open at the end is sent truncated.
+EXAM_TASKS = ("single_leg_stance", "step_down", "single_leg_squat", "hip_abduction_wb")
+TASK_NONE = const(0)
 
 # STREAM_START mode
 MODE_PROCESSED = const(0)

@@ -23,7 +23,8 @@ PELVIS = const(0x02)
 EVENT = const(0x03)
 STATUS = const(0x04)
 RAW_EMG = const(0x05)
-STREAM_TYPES = (ENVELOPE, PELVIS, EVENT, STATUS, RAW_EMG)
+REP = const(0x06)
+STREAM_TYPES = (ENVELOPE, PELVIS, EVENT, STATUS, RAW_EMG, REP)
 
 HEADER_FORMAT = "<BBHI"
 HEADER_SIZE = const(8)
@@ -54,6 +55,20 @@ IC = const(1)
 FC = const(2)
 LEFT = const(0)
 RIGHT = const(1)
+
+# --- REP payload: one exam repetition the device found, sent when it ends. The header clock is the
+# repetition's start; the lowest point (or peak) and the end are tick offsets from it (u16: 65 s at
+# 1 kHz, longer than any hold). Task codes are commands.EXAM_TASKS (1-based), side LEFT/RIGHT is
+# the stance side the host named with OP_TASK, index counts the task's repetitions from 0, depth is
+# the task's movement amplitude (REP_DEPTH_UNITS), flags say how sure the device is.
+REP_FORMAT = "<BBBBHHh"  # task, side, index, flags, low offset, end offset, depth
+REP_SIZE = const(10)
+REP_TRUNCATED = const(0x01)  # ended by the task's end (OP_TASK), not by the movement itself
+REP_SHALLOW = const(0x02)  # the movement was smaller than the task usually needs
+REP_FLAGS = ((REP_TRUNCATED, "truncated"), (REP_SHALLOW, "shallow"))
+# depth: millimetres of pelvis descent (step-down, single-leg squat), centidegrees of swing-side
+# obliquity change (single-leg stance, weight-bearing hip abduction: + = the swing side drops)
+REP_DEPTH_UNITS = ("cdeg", "mm", "mm", "cdeg")
 
 # --- STATUS payload: one or more pages, each a page id followed by fixed fields, so that a
 # 20-byte ATT payload still carries one page per frame.
@@ -315,6 +330,23 @@ def encode_event(buf, seq, clock, kind, side, stride):
     return seal(buf, off + EVENT_SIZE)
 
 
+def encode_rep(buf, seq, start_clock, task, side, index, flags, low_ticks, end_ticks, depth):
+    """A REP frame into buf (at least OVERHEAD + REP_SIZE); offsets are clamped to u16, depth to
+    i16, so a bad value cannot raise in the sample path."""
+    off = pack_header(buf, REP, seq, start_clock)
+    if low_ticks > 0xFFFF:
+        low_ticks = 0xFFFF
+    if end_ticks > 0xFFFF:
+        end_ticks = 0xFFFF
+    if depth > 32767:
+        depth = 32767
+    elif depth < -32768:
+        depth = -32768
+    struct.pack_into(REP_FORMAT, buf, off, task, side, index & 0xFF, flags & 0xFF,
+                     low_ticks, end_ticks, depth)
+    return seal(buf, off + REP_SIZE)
+
+
 # Status values live in one array('i') on the device, indexed by these constants, so that packing
 # a page allocates nothing and the page layout is defined only here.
 V_BATTERY_PCT = const(0)
@@ -473,6 +505,20 @@ def decode_event(frame):
     if side not in (LEFT, RIGHT):
         raise FrameError("unknown event side %d" % side)
     return kind, side, stride
+
+
+def decode_rep(frame):
+    """(task, side, index, flags, low offset, end offset, depth) of a checked REP frame."""
+    if len(frame) != OVERHEAD + REP_SIZE:
+        raise FrameError("REP frame must be %d bytes, got %d" % (OVERHEAD + REP_SIZE, len(frame)))
+    task, side, index, flags, low, end, depth = struct.unpack_from(REP_FORMAT, frame, HEADER_SIZE)
+    if task < 1 or task > len(REP_DEPTH_UNITS):
+        raise FrameError("unknown exam task %d" % task)
+    if side not in (LEFT, RIGHT):
+        raise FrameError("unknown repetition side %d" % side)
+    if low > end:
+        raise FrameError("repetition's lowest point after its end")
+    return task, side, index, flags, low, end, depth
 
 
 def decode_status(frame):
