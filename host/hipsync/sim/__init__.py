@@ -2,7 +2,8 @@
 with the ground truth behind them. Assumptions and sources: ASSUMPTIONS.md in this folder."""
 
 from .chips import SensorCounts, body_from_counts, uv_from_codes
-from .config import LeadOff, PatientConfig
+from .config import PENNEY_HIGHER_PCT_FACTOR, LeadOff, PatientConfig
+from .exam import REP_TRUTH_DTYPE
 from .gait_kinematics import EVENT_DTYPE, world_from_body
 from .patient import simulate
 from .recording import Recording
@@ -10,10 +11,14 @@ from .tasks import (
     Segment,
     Task,
     default_protocol,
+    exam_protocol,
+    exam_task,
     hip_abduction,
+    hip_abduction_wb,
     mvc,
     rest,
     single_leg_squat,
+    single_leg_stance,
     standing_calibration,
     step_down,
     walking,
@@ -21,6 +26,8 @@ from .tasks import (
 
 __all__ = [
     "EVENT_DTYPE",
+    "PENNEY_HIGHER_PCT_FACTOR",
+    "REP_TRUTH_DTYPE",
     "LeadOff",
     "PatientConfig",
     "Recording",
@@ -29,11 +36,15 @@ __all__ = [
     "Task",
     "body_from_counts",
     "default_protocol",
+    "exam_protocol",
+    "exam_task",
     "hip_abduction",
+    "hip_abduction_wb",
     "mvc",
     "rest",
     "simulate",
     "single_leg_squat",
+    "single_leg_stance",
     "standing_calibration",
     "step_down",
     "uv_from_codes",

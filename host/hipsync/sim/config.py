@@ -13,6 +13,11 @@ SIDES = ("L", "R")
 # Default extra swing-side drop of a weak side (deg): a clear Trendelenburg gait, beyond the 4 deg
 # smallest detectable change (estimate; ASSUMPTIONS.md, "Pelvis angles in walking").
 WEAK_SIDE_DROP_DEG = 6.0
+# A weak GMed whose %MVC reads HIGHER than the healthy side's (its MVC is lower, so the same task is
+# a larger fraction of it; Penney et al. 2014): `weak_gmed_pct_factor` for that case (estimate).
+PENNEY_HIGHER_PCT_FACTOR = 1.3
+# Names `compensated_tasks` may hold: the exam tasks and the walk.
+COMPENSABLE_TASKS = ("single_leg_stance", "step_down", "single_leg_squat", "hip_abduction_wb", "walk")
 _SIDE_ALIASES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
 
@@ -63,10 +68,23 @@ class PatientConfig:
     es_ic_pct_mvc: float = 12.0  # ES burst peak at the ipsilateral initial contact
     es_swing_pct_mvc: float = 3.0  # ES floor between bursts (walking)
     tonic_pct_mvc: float = 2.0  # quiet standing, every muscle
-    weak_gmed_pct_factor: float = 0.8  # weak GMed's walking %MVC relative to the healthy side
+    # weak GMed's %MVC relative to the healthy side, in walking and in every exam task alike: < 1
+    # it does less (default), > 1 it reads higher because its MVC is lower (Penney et al. 2014;
+    # PENNEY_HIGHER_PCT_FACTOR)
+    weak_gmed_pct_factor: float = 0.8
     weak_gmed_mvc_uv_factor: float = 0.6  # weak GMed's uV at 100 %MVC relative to healthy (less force)
     # ES in the weak side's single support reaches ~ this multiple of its heel-strike burst.
     es_compensation_factor: float = 2.5
+    # Where the ES compensation shows: names from COMPENSABLE_TASKS (exam tasks and "walk").
+    # None: everywhere (every exam task on the weak stance side, and walking).
+    compensated_tasks: frozenset[str] | None = None
+    # In a compensating exam task, this fraction of the repetitions is compensated (rounded, at
+    # least one); which ones is drawn per task.
+    compensated_rep_fraction: float = 0.8
+    # --- the exam's repetitions ------------------------------------------------------------------
+    exam_tempo: float = 1.0  # repetition and pause durations x this (1.5: slow, 0.7: hurried)
+    rep_time_cv: float = 0.15  # repetition-to-repetition variation of duration, depth and pause
+    bad_rep_fraction: float = 0.1  # chance that a repetition is shallow and hurried
     # sEMG RMS amplitude (uV) at 100 %MVC, channel order units.EMG_CHANNELS.
     mvc_uv_rms: tuple[float, float, float, float] = (300.0, 300.0, 150.0, 150.0)
     # --- pelvis ------------------------------------------------------------------------------
@@ -97,6 +115,22 @@ class PatientConfig:
             raise ValueError(f"es_compensation must be 'stance', 'contra' or None, got {self.es_compensation!r}")
         if self.es_compensation is not None and self.weak_side is None:
             raise ValueError("es_compensation needs a weak_side (whose single support it compensates)")
+        if self.compensated_tasks is not None:
+            self.compensated_tasks = frozenset(
+                {"hip_abduction": "hip_abduction_wb"}.get(t, t) for t in self.compensated_tasks)
+            bad = sorted(self.compensated_tasks - set(COMPENSABLE_TASKS))
+            if bad:
+                raise ValueError(f"compensated_tasks must be within {COMPENSABLE_TASKS}, got {bad}")
+        if not 0.0 <= self.compensated_rep_fraction <= 1.0:
+            raise ValueError(f"compensated_rep_fraction must be within 0..1, got {self.compensated_rep_fraction}")
+        if not 0.2 <= self.weak_gmed_pct_factor <= 2.0:
+            raise ValueError(f"weak_gmed_pct_factor must be within 0.2..2.0, got {self.weak_gmed_pct_factor}")
+        if not 0.5 <= self.exam_tempo <= 2.5:
+            raise ValueError(f"exam_tempo must be within 0.5..2.5, got {self.exam_tempo}")
+        if not 0.0 <= self.rep_time_cv <= 0.4:
+            raise ValueError(f"rep_time_cv must be within 0..0.4, got {self.rep_time_cv}")
+        if not 0.0 <= self.bad_rep_fraction <= 1.0:
+            raise ValueError(f"bad_rep_fraction must be within 0..1, got {self.bad_rep_fraction}")
         if self.pelvic_drop_deg is None:
             self.pelvic_drop_deg = WEAK_SIDE_DROP_DEG if self.weak_side else 0.0
         if not 40.0 <= self.cadence_spm <= 160.0:
@@ -124,6 +158,13 @@ class PatientConfig:
     @property
     def lead_offs(self) -> tuple[LeadOff, ...]:
         return self._lead_offs
+
+    def compensates_in(self, task: str) -> bool:
+        """Whether the ES compensation shows in `task` (an exam task name or "walk"), on the weak
+        stance side."""
+        if self.es_compensation is None:
+            return False
+        return self.compensated_tasks is None or task in self.compensated_tasks
 
     @property
     def weak_side_letter(self) -> str | None:

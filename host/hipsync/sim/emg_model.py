@@ -12,7 +12,7 @@ from scipy import fft as sfft
 from hipwire import units
 
 from .config import PatientConfig
-from .gait_kinematics import WalkGait, mvc_envelope, rep_envelopes
+from .gait_kinematics import WalkGait, mvc_envelope
 from .tasks import Task
 
 GMED = {"L": 0, "R": 1}
@@ -27,13 +27,7 @@ ES_BURST_PHASE = 0.02
 ES_BURST_SD = 0.05  # of the gait cycle
 ES_CONTRA_BURST = 0.8  # burst at the contralateral IC relative to the ipsilateral one (estimate)
 
-# Single-leg tasks, %MVC (estimates in the range reported for such exercises; ASSUMPTIONS.md):
-# stance GMed hold + movement peak, swing GMed, stance ES, contralateral ES (hold, movement).
-_REP_LEVELS = {
-    "step_down": {"st_gmed": (15, 25), "sw_gmed": (5, 0), "st_es": (6, 4), "co_es": (5, 3)},
-    "single_leg_squat": {"st_gmed": (15, 25), "sw_gmed": (6, 0), "st_es": (8, 10), "co_es": (8, 10)},
-    "hip_abduction": {"st_gmed": (15, 30), "sw_gmed": (5, 30), "st_es": (6, 4), "co_es": (6, 8)},
-}
+# Single-leg exam tasks: sim/exam.py (levels, compensation per repetition).
 MVC_OTHERS_PCT = 6.0  # the three muscles not being tested during an MVC trial
 
 
@@ -74,7 +68,7 @@ def walking_activation(cfg: PatientConfig, gait: WalkGait, t_s: np.ndarray, fade
         pct[:, GMED[side]] = tonic + (peak - tonic) * gain * _gmed_bump(own)
         bursts = _es_burst(own) + ES_CONTRA_BURST * _es_burst(own - 0.5)
         pct[:, ES[side]] = cfg.es_swing_pct_mvc + (cfg.es_ic_pct_mvc - cfg.es_swing_pct_mvc) * gain * bursts
-    if weak is not None and cfg.es_compensation is not None:
+    if weak is not None and cfg.compensates_in("walk"):
         target = weak if cfg.es_compensation == "stance" else ("R" if weak == "L" else "L")
         pct[:, ES[target]] += compensation_pct(cfg) * gait.single_support(weak, t_s)
     # Fade between quiet standing and walking at the start and the end.
@@ -92,28 +86,6 @@ def mvc_activation(cfg: PatientConfig, task: Task, t_rel_s: np.ndarray) -> np.nd
     pct = tonic + (MVC_OTHERS_PCT - tonic) * r[:, None] * np.ones((1, 4))
     ch = units.EMG_CHANNELS.index(task.muscle)
     pct[:, ch] = tonic + (100.0 * task.effort - tonic) * r
-    return np.clip(pct / 100.0, 0.0, 1.0)
-
-
-def rep_activation(cfg: PatientConfig, task: Task, t_rel_s: np.ndarray) -> np.ndarray:
-    shift, move = rep_envelopes(task, t_rel_s)
-    lv = _REP_LEVELS[task.kind]
-    st, co = task.side, ("R" if task.side == "L" else "L")
-    weak = cfg.weak_side_letter
-    tonic = cfg.tonic_pct_mvc
-
-    def level(hold_move, factor=1.0):
-        hold, mv = hold_move
-        return tonic + shift * (hold * factor - tonic) + move * mv * factor
-
-    pct = np.empty((len(t_rel_s), 4))
-    pct[:, GMED[st]] = level(lv["st_gmed"], cfg.weak_gmed_pct_factor if st == weak else 1.0)
-    pct[:, GMED[co]] = level(lv["sw_gmed"])
-    pct[:, ES[st]] = level(lv["st_es"])
-    pct[:, ES[co]] = level(lv["co_es"])
-    if st == weak and cfg.es_compensation is not None:
-        target = st if cfg.es_compensation == "stance" else co
-        pct[:, ES[target]] += compensation_pct(cfg) * shift * (0.5 + 0.5 * move)
     return np.clip(pct / 100.0, 0.0, 1.0)
 
 

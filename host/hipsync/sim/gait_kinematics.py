@@ -21,7 +21,7 @@ from scipy.signal import fftconvolve
 from hipwire import units
 
 from .config import PatientConfig
-from .tasks import WEIGHT_SHIFT_S, Task
+from .tasks import Task
 
 G_MPS2 = 9.80665
 EVENT_DTYPE = np.dtype([("t_s", "f8"), ("kind", "U2"), ("side", "U1")])
@@ -218,37 +218,6 @@ def mvc_envelope(t_rel_s: np.ndarray, duration_s: float) -> np.ndarray:
     dn = (u >= 0.85) & (u < 1.0)
     r[dn] = 0.5 * (1 + np.cos(np.pi * (u[dn] - 0.85) / 0.15))
     return r
-
-
-def rep_envelopes(task: Task, t_rel_s: np.ndarray):
-    """(shift, move): weight on the stance leg 0..1 and the repetition movement 0..1 (bottom = 1)."""
-    shift = fade_window(t_rel_s, 0.0, task.duration_s, WEIGHT_SHIFT_S)
-    u = (t_rel_s - WEIGHT_SHIFT_S) / task.rep_s
-    active = (u >= 0) & (u < task.reps)
-    move = np.where(active, np.sin(np.pi * np.mod(u, 1.0)) ** 2, 0.0)
-    return shift, move
-
-
-# obliquity (stance-side-signed: + = contralateral drop), tilt, vertical displacement at the bottom
-_REP_POSE = {
-    "step_down": {"hold_drop_deg": 1.0, "drop_deg": 2.5, "tilt_deg": 4.0, "down_m": 0.12},
-    "single_leg_squat": {"hold_drop_deg": 1.0, "drop_deg": 2.0, "tilt_deg": 10.0, "down_m": 0.15},
-    "hip_abduction": {"hold_drop_deg": 0.5, "drop_deg": -2.0, "tilt_deg": 2.0, "down_m": 0.0},
-}
-
-
-def rep_task_kinematics(cfg: PatientConfig, task: Task, t_rel_s: np.ndarray):
-    shift, move = rep_envelopes(task, t_rel_s)
-    pose = _REP_POSE[task.kind]
-    sign = 1.0 if task.side == "L" else -1.0  # left stance: right side drops -> obliquity positive
-    extra = cfg.pelvic_drop_deg if task.side == cfg.weak_side_letter else 0.0
-    obliquity = sign * (pose["hold_drop_deg"] * shift + (pose["drop_deg"] + extra) * move)
-    tilt = pose["tilt_deg"] * move
-    angles = np.stack([obliquity, tilt, np.zeros_like(tilt)], axis=1)
-    disp = np.zeros((len(t_rel_s), 3))
-    disp[:, 1] = sign * 0.06 * shift  # trunk over the stance foot (+y = left)
-    disp[:, 2] = -pose["down_m"] * move
-    return angles, disp
 
 
 def mvc_kinematics(task: Task, t_rel_s: np.ndarray):

@@ -13,19 +13,21 @@ import numpy as np
 
 from hipwire import units
 
-from . import emg_model, gait_kinematics, noise
+from . import emg_model, exam, gait_kinematics, noise
 from .config import PatientConfig
 from .recording import Recording
 from .tasks import REP_KINDS, Segment, Task, default_protocol
 
-_STREAMS = ("gait", "sway", "emg", "mains", "drift", "artefact", "electronic", "imu", "offset")
+# New streams go at the end: a child of SeedSequence.spawn does not depend on how many there are,
+# so the earlier streams (and the recordings of earlier versions) stay as they were.
+_STREAMS = ("gait", "sway", "emg", "mains", "drift", "artefact", "electronic", "imu", "offset", "reps")
 
 
-def _layout(tasks: Sequence[Task]) -> list[Segment]:
+def _layout(tasks: Sequence[Task], durations_s: Sequence[float]) -> list[Segment]:
     """Back-to-back segments, each a whole number of IMU samples long."""
     segments, t = [], 0.0
-    for task in tasks:
-        d = round(task.duration_s * units.IMU_RATE_HZ) / units.IMU_RATE_HZ
+    for task, duration_s in zip(tasks, durations_s):
+        d = round(duration_s * units.IMU_RATE_HZ) / units.IMU_RATE_HZ
         if d <= 0:
             raise ValueError(f"task {task.name} is shorter than one IMU sample")
         segments.append(Segment(task.name, t, round(t + d, 6), task.kind, task.side, task.muscle))
@@ -59,7 +61,10 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
         raise ValueError("simulate needs at least one task")
     rngs = _rngs(cfg.seed, part)
     fs = float(units.EMG_RATE_HZ)
-    segments = _layout(tasks)
+    # Exam tasks are planned first: how long one lasts is this person's own doing.
+    plans = [exam.plan_task(cfg, task, rngs["reps"]) if task.kind in REP_KINDS else None
+             for task in tasks]
+    segments = _layout(tasks, [p.duration_s if p else task.duration_s for p, task in zip(plans, tasks)])
     n = int(round(segments[-1].t_end_s * fs))
     t_s = np.arange(n) / fs
 
@@ -69,7 +74,7 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
     activation = np.empty((n, 4))
     events = []
     ic_for_artefacts = {"L": ([], []), "R": ([], [])}
-    for seg, task in zip(segments, tasks):
+    for seg, task, plan in zip(segments, tasks, plans):
         sl = slice(int(round(seg.t_start_s * fs)), int(round(seg.t_end_s * fs)))
         tt = t_s[sl]
         t_rel = tt - seg.t_start_s
@@ -86,9 +91,9 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
         elif task.kind == "mvc":
             angles[sl], disp[sl] = gait_kinematics.mvc_kinematics(task, t_rel)
             activation[sl] = emg_model.mvc_activation(cfg, task, t_rel)
-        elif task.kind in REP_KINDS:
-            angles[sl], disp[sl] = gait_kinematics.rep_task_kinematics(cfg, task, t_rel)
-            activation[sl] = emg_model.rep_activation(cfg, task, t_rel)
+        elif plan is not None:
+            angles[sl], disp[sl] = exam.kinematics(cfg, plan, t_rel)
+            activation[sl] = exam.activation(cfg, plan, t_rel)
         else:  # standing, rest
             activation[sl] = emg_model.standing_activation(cfg, len(tt))
 
@@ -100,6 +105,11 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
     acc_true, gyr_true, pelvis = acc_1k[::step], gyr_1k[::step], pelvis_1k[::step]
     acc_bias, acc_noise, gyr_bias, gyr_noise = noise.imu_errors(len(acc_true), cfg, rngs["imu"],
                                                                  rngs.get("imu_noise"))
+
+    pelvis_rel = pelvis - np.asarray(cfg.standing_pose_deg, dtype=float)
+    rep_rows = [exam.truth_rows(cfg, plan, seg.t_start_s, activation, pelvis_rel)
+                for seg, plan in zip(segments, plans) if plan is not None]
+    reps = np.concatenate(rep_rows) if rep_rows else np.zeros(0, dtype=exam.REP_TRUTH_DTYPE)
 
     # --- sEMG ---------------------------------------------------------------------------------
     mvc_uv = np.asarray(cfg.mvc_uv_rms, dtype=float).copy()
@@ -128,6 +138,7 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
         pelvis_deg=pelvis,
         events=all_events,
         segments=segments,
+        reps=reps,
         acc_true_g=acc_true,
         gyr_true_dps=gyr_true,
         acc_bias_g=acc_bias,

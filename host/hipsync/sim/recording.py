@@ -10,6 +10,7 @@ from hipwire import units
 
 from . import chips
 from .config import PatientConfig
+from .exam import REP_TRUTH_DTYPE
 from .tasks import Segment
 
 
@@ -37,6 +38,9 @@ class Recording:
     gyr_bias_dps: np.ndarray  # (3,)
     lead_off_mask: np.ndarray  # (n,4) bool
     electrode_offset_uv: np.ndarray  # (4,) DC offset that to_sensor_counts adds
+    # one row per exam repetition, dtype exam.REP_TRUTH_DTYPE, sorted by start (seconds from the
+    # first sample, like segments and events; see exam.py for each column)
+    reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_TRUTH_DTYPE))
     extras: dict = field(default_factory=dict)
 
     # --- time axes and look-ups ---
@@ -70,6 +74,12 @@ class Recording:
     def events_between(self, t_start_s: float, t_end_s: float) -> np.ndarray:
         sel = (self.events["t_s"] >= t_start_s) & (self.events["t_s"] < t_end_s)
         return self.events[sel]
+
+    def reps_of(self, task: str) -> np.ndarray:
+        """The repetitions of one stored exam task name, e.g. 'step_down_left'."""
+        kind, _, side = task.rpartition("_")
+        letter = {"left": "L", "right": "R"}.get(side, side)
+        return self.reps[(self.reps["task"] == kind) & (self.reps["side"] == letter)]
 
     def emg_slice(self, seg: Segment) -> slice:
         return slice(int(round(seg.t_start_s * units.EMG_RATE_HZ)), int(round(seg.t_end_s * units.EMG_RATE_HZ)))
