@@ -20,7 +20,7 @@ ENV_BACKEND = "HIPSYNC_BACKEND"
 _BACKENDS = ("bleak", "virtual")
 # the commands that reach a device through hipsync.ble (and so read HIPSYNC_BACKEND)
 DEVICE_COMMANDS = frozenset({"scan", "stream", "sync", "record"})
-STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions"})
+STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions", "compare"})
 
 
 class CliError(Exception):
@@ -97,6 +97,7 @@ def _commands() -> dict:
         "provision": ("hipsync.commands.provision", "give a device its name and secret"),
         "demo": ("hipsync.commands.demo", "simulated patient -> virtual device -> report"),
         "sessions": ("hipsync.commands.sessions", "list the sessions in the store"),
+        "compare": ("hipsync.commands.compare", "before/after of two sessions of one patient"),
         "virtual-device": ("hipsync.commands.virtual_device",
                            "run a virtual device for other `--virtual` commands"),
     }

@@ -198,6 +198,13 @@ ARGUMENT_CASES = [
     # sessions
     ("sessions-patient-no-value", ["sessions", "--patient"], 2, ["--patient"]),
     ("sessions-no-store", ["sessions", "--store", "{missing}"], 1, ["no session store"]),
+    # compare
+    ("compare-nothing", ["compare"], 2, ["before", "after"]),
+    ("compare-one-session", ["compare", "1"], 2, ["after"]),
+    ("compare-session-word", ["compare", "first", "2"], 2, ["invalid int"]),
+    ("compare-same-session", ["compare", "3", "3"], 2, ["given twice"]),
+    ("compare-unknown-session", ["--store", "{store}", "compare", "1", "2"], 2, ["no session 1"]),
+    ("compare-no-store", ["compare", "1", "2", "--store", "{missing}"], 1, ["no session store"]),
 ]
 
 
@@ -212,7 +219,7 @@ def test_bad_arguments(world, tmp_path, argv, code, mentions):
 
 # ----------------------------------------------------------------------------- the environment
 _STORE_COMMANDS = [["sessions"], ["report", "1"], ["export", "1"], ["stream", "--patient", "P"],
-                   ["sync", "--patient", "P"]]
+                   ["sync", "--patient", "P"], ["compare", "1", "2"]]
 _DEVICE_COMMANDS = [["scan", "--timeout", "1"], ["stream", "--patient", "P"],
                     ["sync", "--patient", "P"], ["record", "status"],
                     ["record", "start", "--patient", "P"], ["record", "stop"]]
