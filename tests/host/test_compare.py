@@ -306,3 +306,24 @@ def test_exam_read_from_the_analysis_object_by_the_same_names(reports):
     sls = c["sections"]["single_leg_stance"]
     assert sls["not_recorded_in"] == ["after"]
     assert sls["sides"]["left"]["measures"]["stance_gmed_pct_mvc"]["before"] == 30.0
+
+
+def test_exam_keyed_by_stored_names_and_a_null_median_stays_null():
+    side = {"pelvic_drop_deg": {"median": None, "n": 0},
+            "reps": [{"pelvic_drop_deg": 5.0}, {"pelvic_drop_deg": 6.0}]}
+    m = cmp.exam_measures({"step_down_left": side})
+    assert list(m) == ["step_down"]
+    # the analysis gave no median (too few usable repetitions, say): not recomputed here
+    assert m["step_down"]["left"]["pelvic_drop_deg"] == {"median": None, "n": 0}
+    assert all(v == {"median": None, "n": None} for v in m["step_down"]["right"].values())
+    # a task with neither a median nor a repetition on either side is not there
+    assert cmp.exam_measures({"step_down": {"left": {"reps": []}, "right": None}}) == {}
+
+
+def test_a_copied_calibration_is_said(reports):
+    before, after = reports[0], copy.deepcopy(reports[1])
+    after["session"]["calibration"]["source"] = "copied from session 1 of 2024-01-10"
+    c = build_compare(before, after)
+    assert any("uses the calibration of session 1 of 2024-01-10" in w for w in c["warnings"])
+    assert "a calibration was copied" in render_compare(c)
+    assert not any("copied" in w for w in build_compare(*reports)["warnings"])

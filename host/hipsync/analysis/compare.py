@@ -130,6 +130,11 @@ SOURCES = (
      "healthy participants? What we have learned from over 25 years of research. J Electromyogr "
      "Kinesiol. 2010;20(6):1023-1035.",
      "used_for": "normalising each session to its own MVC before comparing"},
+    {"key": "Penney2014", "text": "Penney T, Ploughman M, Austin MW, Behm DG, Byrne JM. Determining "
+     "the activation of gluteus medius and the validity of the single leg stance test in chronic, "
+     "nonspecific low back pain. Arch Phys Med Rehabil. 2014;95(10):1969-1976.",
+     "used_for": "a weaker gluteus medius can show higher %MVC: a change of %MVC is not a change "
+                 "of strength"},
 )
 
 
@@ -225,18 +230,28 @@ def walking_measures(sides: dict | None) -> dict:
     return out
 
 
+def _has(obj, key) -> bool:
+    if obj is None or isinstance(obj, str):  # a side's "summary" may be its plain sentence
+        return False
+    return key in obj if isinstance(obj, dict) else hasattr(obj, key)
+
+
 def _exam_side_value(side_entry, name: str) -> dict:
+    """The median of one measure of an exam side: from the side itself, or its `medians`,
+    `summaries` or `summary` (the first that holds a number); failing those, the median of the
+    repetitions that have the measure. n: the repetitions with the measure, when not given."""
+    found = None
     for where in (side_entry, _get(side_entry, "medians"), _get(side_entry, "summaries"),
                   _get(side_entry, "summary")):
-        if isinstance(where, str):  # "summary" may be the plain sentence
-            continue
-        if isinstance(where, dict) and name in where or \
-                (where is not None and not isinstance(where, dict) and hasattr(where, name)):
+        if _has(where, name):
             v = _value(_get(where, name))
             if v["n"] is None:
                 v["n"] = _reps_count(side_entry, name)
-            return v
-    # no median given at all: the median of the repetitions that have the measure
+            if v["median"] is not None:
+                return v
+            found = found or v
+    if found is not None:  # a median given as null stays null: the analysis had none
+        return found
     reps = _get(side_entry, "reps")
     if isinstance(reps, (list, tuple)):
         vals = sorted(x for x in (_number(_get(r, name)) for r in reps) if x is not None)
@@ -254,10 +269,18 @@ def _reps_count(side_entry, name: str) -> int | None:
     return sum(1 for r in reps if _number(_get(r, name)) is not None)
 
 
+def _exam_side(exam, entry, task: str, side: str):
+    for s in (_get(entry, side), _get(_get(entry, "sides"), side), _get(exam, f"{task}_{side}")):
+        if s is not None:
+            return s
+    return None
+
+
 def exam_measures(exam) -> dict:
     """{task: {side: {measure: value}}} of the exam tasks present in `exam`: the report's `exam`
-    object or SessionAnalysis.exam (dicts or objects, task -> side -> medians, by the names of
-    EXAM_MEASURES). A task is present when either side of it is."""
+    object or SessionAnalysis.exam (dicts or objects: task -> side -> medians, by the names of
+    EXAM_MEASURES; or keyed by the stored names `<task>_<side>`). A task is present when a side
+    of it has a median or a repetition."""
     out = {}
     if exam is None:
         return out
@@ -265,17 +288,15 @@ def exam_measures(exam) -> dict:
         entry = _get(exam, task)
         if entry is None:
             entry = _get(_get(exam, "tasks"), task)
-        if entry is None:
-            continue
-        sides = {}
+        sides, present = {}, False
         for side in SIDES:
-            s = _get(entry, side)
-            if s is None:
-                s = _get(_get(entry, "sides"), side)
-            sides[side] = ({m.name: {"median": None, "n": None} for m in EXAM_MEASURES} if s is None
-                           else {m.name: _exam_side_value(s, m.name) for m in EXAM_MEASURES})
-        if any(v["median"] is not None for sd in sides.values() for v in sd.values()) or \
-                any(_get(entry, side) is not None for side in SIDES):
+            s = _exam_side(exam, entry, task, side)
+            sides[side] = {m.name: (_exam_side_value(s, m.name) if s is not None
+                                    else {"median": None, "n": None}) for m in EXAM_MEASURES}
+            reps = _get(s, "reps")
+            present = present or (reps is not None and len(reps) > 0) or any(v["median"] is not None
+                                                   for v in sides[side].values())
+        if present:
             out[task] = sides
     return out
 

@@ -149,20 +149,26 @@ table.compare td.num{white-space:nowrap}
 """
 
 
-def _fmt(v, unit: str) -> str:
+_RULE_LABELS = {cmp.EMG: "sEMG", cmp.ANGLE: "Pelvic drop", cmp.NOT_JUDGED: "Not judged"}
+
+
+def _digits(unit: str) -> int:
+    return 2 if unit == "ratio" else 0 if unit == "ms" else 1
+
+
+def _fmt(v, unit: str, sign: str = "") -> str:
     if v is None:
         return "–"
-    digits = 2 if unit == "ratio" else 0 if unit == "ms" else 1
-    return f"{v:.{digits}f}"
+    d = _digits(unit)
+    return f"{round(v, d) + 0.0:{sign}.{d}f}"  # + 0.0: no "-0.0" for a change that rounds to 0
 
 
 def _change_cell(c: dict) -> str:
     if c["change"] is None:
         return "–"
-    digits = 2 if c["unit"] == "ratio" else 0 if c["unit"] == "ms" else 1
-    text = f"{c['change']:+.{digits}f}"
+    text = _fmt(c["change"], c["unit"], "+")
     if c["change_pct"] is not None:
-        text += f" ({c['change_pct']:+.0f} %)"
+        text += f" ({round(c['change_pct']) + 0:+d} %)"
     return escape(text)
 
 
@@ -190,8 +196,10 @@ def render_compare(c: dict) -> str:
         parts.append(f"<div class='simulated' id='simulated-banner' role='note'>Simulated data – "
                      f"not a recording of a patient ({escape(c['simulated_reason'] or '')})</div>")
     parts.append(f"<h1>{escape(title)}</h1>")
+    copied = any(provenance.copied_from(i["calibration_source"]) for i in (b, a))
     parts.append(f"<p class='subtitle'>Before: {escape(_who(b))} · after: {escape(_who(a))} · "
-                 f"each normalised to its own MVC</p>")
+                 + ("MVC normalised (a calibration was copied: see below)" if copied
+                    else "each normalised to its own MVC") + "</p>")
     rules = c["rules"]
     parts.append(f"<p class='caveat-line' id='rule-line'>A change counts as beyond the detectable "
                  f"change when sEMG (%MVC, ratios) rises by more than "
@@ -230,7 +238,8 @@ def render_compare(c: dict) -> str:
                     f"<td class='verdict'>{escape(verdict)}</td></tr>")
         parts.append("</table>")
     parts.append("<h2 id='rules'>Rules</h2><table>" + "".join(
-        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rules["text"].items())
+        f"<tr><th>{escape(_RULE_LABELS.get(k, k))}</th><td>{escape(v)}</td></tr>"
+        for k, v in rules["text"].items())
         + "</table>")
     parts.append("<h2 id='sources'>Sources</h2><ul class='caveat'>" + "".join(
         f"<li>{escape(s['text'])} <small>({escape(s['used_for'])})</small></li>"
