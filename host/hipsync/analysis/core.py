@@ -27,6 +27,7 @@ from hipwire import quality as q
 
 from ..session import EMG_CHANNELS, TASK_WALK, Calibration, SessionData
 from ..store.errors import NoGaitData
+from . import exam as _exam
 from . import rules
 from .calibration import RestBaseline, resolve_calibration, rest_baseline
 from .gait import SIDES, Strides, find_strides
@@ -93,6 +94,9 @@ class SessionAnalysis:
     quality: dict
     flags: list[rules.Flag]
     warnings: list[str]
+    # the clinical exam's task sides (analysis/exam.py); empty when the session has none
+    exam: _exam.ExamAnalysis = field(default_factory=lambda: _exam.ExamAnalysis({}, {}))
+    walking_recorded: bool = True  # False: an exam-only session, `sides` hold no strides
 
 
 # ------------------------------------------------------------------ helpers
@@ -384,21 +388,31 @@ def _session_quality(session: SessionData, sides: dict[str, SideResult]) -> dict
 
 
 def analyse(session: SessionData) -> SessionAnalysis:
-    """Everything the report shows. Raises MissingCalibration (no standing baseline) and
-    NoGaitData (no gait events)."""
+    """Everything the report shows, the clinical exam included (`exam`). Raises
+    MissingCalibration (no standing baseline) and NoGaitData (no gait events and no exam task)."""
     warns: list[str] = []
     cal = resolve_calibration(session)
-    if len(session.events) == 0:
-        raise NoGaitData(session.metadata.session_id, "it holds no gait events (IC/FC); record "
-                         "a walking task with the device streaming or logging events")
+    exam_only = False
     windows = _walk_windows(session)
-    if windows is None:
-        warns.append("No 'walk' task marked: every stride in the session was analysed, including "
-                     "any outside walking (turns, other tasks).")
-    strides = {name: find_strides(session.events, name, windows) for name, _, _ in SIDES}
-    if all(len(s) == 0 for s in strides.values()):
-        raise NoGaitData(session.metadata.session_id, "no complete stride (IC, contralateral FC "
-                         "and IC, FC, next IC) inside a walking task")
+    if _exam.has_exam(session):
+        # an exam session: walking is only what its walk tasks hold (the single-leg tasks are no
+        # strides), and an exam without a walk is still a session to report
+        strides = {name: find_strides(session.events, name, windows or []) for name, _, _ in SIDES}
+        if all(len(s) == 0 for s in strides.values()):
+            exam_only = True
+            warns.append("No walking in this session (exam only): the walking part of the "
+                         "report is empty.")
+    else:
+        if len(session.events) == 0:
+            raise NoGaitData(session.metadata.session_id, "it holds no gait events (IC/FC); "
+                             "record a walking task with the device streaming or logging events")
+        if windows is None:
+            warns.append("No 'walk' task marked: every stride in the session was analysed, "
+                         "including any outside walking (turns, other tasks).")
+        strides = {name: find_strides(session.events, name, windows) for name, _, _ in SIDES}
+        if all(len(s) == 0 for s in strides.values()):
+            raise NoGaitData(session.metadata.session_id, "no complete stride (IC, contralateral "
+                             "FC and IC, FC, next IC) inside a walking task")
     norm = _normalisation(session, cal, strides, warns)
     rest = rest_baseline(session)
     if rest is None:
@@ -412,8 +426,14 @@ def analyse(session: SessionData) -> SessionAnalysis:
         _warnings.simplefilter("ignore", RuntimeWarning)
         sides = {name: analyse_side(session, st, cal, norm, rest, float(delay))
                  for name, st in strides.items()}
+        exam = _exam.analyse_exam(session, cal, norm.reference_uv, rest, float(delay),
+                                  norm.method == "MVC")
     for name, res in sides.items():
-        judge_side(res, next((r for n, r in sides.items() if n != name), None), norm)
+        if exam_only:
+            res.sentence = (f"{name.capitalize()} stance: no walking was recorded in this "
+                            f"session.")
+        else:
+            judge_side(res, next((r for n, r in sides.items() if n != name), None), norm)
     sym = {m: symmetry_index(sides["left"].summaries[m]["median"], sides["right"].summaries[m]["median"])
            for m in ("stance_gmed_pct_mvc", "stance_es_ipsi_pct_mvc", "stance_es_contra_pct_mvc",
                      "gmed_es_ratio_ipsi", "gmed_es_ratio_contra", "stride_time_s")}
@@ -425,4 +445,5 @@ def analyse(session: SessionData) -> SessionAnalysis:
         warns.append("Filter settings were not recorded for this session (ISEK reporting asks for "
                      "filter types and cut-offs).")
     return SessionAnalysis(session, cal, norm, rest, sides, sym,
-                           _task_summaries(session, cal, norm, sides), quality, flags, warns)
+                           _task_summaries(session, cal, norm, sides), quality, flags, warns,
+                           exam, not exam_only)

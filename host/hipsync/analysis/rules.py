@@ -188,3 +188,131 @@ def session_flags(loss_fraction: float) -> list[Flag]:
     if loss_fraction > HIGH_LOSS_FRACTION:
         return [Flag("HIGH_LOSS", "session", f"{loss_fraction:.1%} lost", RULE_TEXT["HIGH_LOSS"])]
     return []
+
+
+# ================================================================== the clinical exam
+# Single-leg tasks, judged repetition by repetition (analysis/exam.py). The flags have the walking
+# codes and the same discipline (a pattern seen consistently, never a diagnosis), with rules sized
+# for five repetitions instead of a hundred strides.
+#
+# ---- amounts of evidence
+# A sign test cannot reach p < 0.05 with five repetitions unless all five agree (p = 1/32; 4 of 5
+# gives p = 0.19), and asking for all five would let a single noisy or lost repetition hide a
+# pattern. So the exam rule is a consistency rule, not a significance claim: the pattern in at
+# least EXAM_CONSISTENT_FRACTION of the valid repetitions and in at least EXAM_MIN_VALID_REPS of
+# them (4 of 5, 4 of 4, 5 of 6). Fewer valid repetitions than that: FEW_REPS, no pattern flag.
+EXAM_MIN_VALID_REPS = 4
+EXAM_CONSISTENT_FRACTION = 0.8
+# Single-leg stance is one 30 s hold, not five repetitions: its units of evidence are the
+# consecutive epochs of the hold, each as long as this (longer than a postural sway cycle, so that
+# an epoch is not one corrective burst). The same 4-and-80 % rule applies to the epochs.
+EXAM_HOLD_EPOCH_S = 2.0
+
+# ---- onsets (ES_FIRST)
+# Thresholds as in walking (ONSET_K_SD above a baseline, held ONSET_MIN_DURATION_S; Hodges & Bui
+# 1996). In a single-leg task the stance muscles already hold the stance between repetitions, so
+# the baseline is the resting (standing) envelope raised to the repetition's own pre-start level
+# when that is higher: an onset is when the muscle rises for this repetition.
+EXAM_ONSET_BASELINE_S = 0.5  # length of the pre-start baseline window ...
+EXAM_ONSET_SEARCH_BEFORE_S = 0.3  # ... which ends where the search starts, this long before the start
+# Single-leg stance: the onset is searched up to this long after the foot leaves the floor.
+EXAM_HOLD_ONSET_SEARCH_S = 1.0
+# Two onsets closer than this are "together": two envelope samples at 100 Hz, the resolution of
+# the threshold crossing; both channels share one envelope filter, so its delay cancels.
+EXAM_ONSET_TIE_MS = 20.0
+
+# ---- pelvic drop in single-leg tasks (PELVIC_DROP)
+# Expected pattern: the pelvis stays level on one leg (DOMAIN.md, "The clinical exam"). The clinical
+# single-leg-stance test calls more than 2 cm of swing-side drop positive; across about 23 cm
+# between the hip joint centres (adult pelvis) that is atan(2 / 23) = 5 deg. The rule has the
+# walking rule's shape with that clinical positive in place of the normal walking drop: the
+# median drop of the task's repetitions (relative to the standing calibration) above
+# EXAM_CLINICAL_DROP_DEG AND either more than PELVIC_DROP_DEG (4 deg, the smallest detectable
+# change; IMU error 2.7-4.5 deg, Bolink et al. 2016) above the same task's other side, or more than
+# PELVIC_DROP_DEG beyond the clinical positive (both sides dropping). At least
+# EXAM_MIN_VALID_REPS repetitions with pelvis data (single-leg stance: the hold).
+EXAM_CLINICAL_DROP_DEG = 5.0
+
+_EXAM_CONSISTENT = (f"in at least {EXAM_MIN_VALID_REPS} valid repetitions and at least "
+                    f"{EXAM_CONSISTENT_FRACTION:.0%} of them (single-leg stance: of its "
+                    f"{EXAM_HOLD_EPOCH_S:g} s epochs); a consistency rule, as 5 repetitions cannot "
+                    f"reach a sign test's p < 0.05 unless all agree")
+EXAM_RULE_TEXT = {
+    "ES_DOMINANT_IPSI": (f"stance-side ES %MVC above stance GMed %MVC over the loading phase "
+                         f"(ratio < {GMED_ES_RATIO_BOUNDARY:g}) " + _EXAM_CONSISTENT
+                         + "; needs MVC normalisation"),
+    "ES_DOMINANT_CONTRA": (f"opposite-side ES %MVC above stance GMed %MVC over the loading phase "
+                           f"(ratio < {GMED_ES_RATIO_BOUNDARY:g}) " + _EXAM_CONSISTENT
+                           + "; needs MVC normalisation"),
+    "ES_FIRST": (f"an erector (stance-side or opposite) rose more than {EXAM_ONSET_TIE_MS:g} ms "
+                 f"before the stance GMed (onsets: resting or pre-repetition mean + "
+                 f"{ONSET_K_SD:g} SD held {ONSET_MIN_DURATION_S * 1000:g} ms, Hodges & Bui 1996) "
+                 + _EXAM_CONSISTENT.split(" (single-leg")[0]
+                 + " with both onsets found; not judged for the single hold of single-leg stance"),
+    "PELVIC_DROP": (f"median swing-side pelvic drop of the repetitions (relative to the standing "
+                    f"calibration) above {EXAM_CLINICAL_DROP_DEG:g} deg (the clinical 2 cm) and "
+                    f"either more than {PELVIC_DROP_DEG:g} deg above the same task's other side or "
+                    f"more than {PELVIC_DROP_DEG:g} deg beyond {EXAM_CLINICAL_DROP_DEG:g} deg "
+                    f"({PELVIC_DROP_DEG:g} deg: smallest detectable change); at least "
+                    f"{EXAM_MIN_VALID_REPS} repetitions with pelvis data (single-leg stance: the hold)"),
+    "LOW_QUALITY": (f"lead-off, clipping or flat signal on a needed channel in more than "
+                    f"{LOW_QUALITY_STRIDE_FRACTION:.0%} of the repetitions found"),
+    "FEW_REPS": (f"fewer than {EXAM_MIN_VALID_REPS} valid repetitions (single-leg stance: valid "
+                 f"{EXAM_HOLD_EPOCH_S:g} s epochs of the hold): no ES_DOMINANT or ES_FIRST flag"),
+}
+
+
+def exam_consistent(count: int, n: int) -> bool:
+    """True when `count` of `n` valid repetitions (or hold epochs) is a consistent pattern."""
+    return n >= EXAM_MIN_VALID_REPS and count >= EXAM_MIN_VALID_REPS and \
+        count >= EXAM_CONSISTENT_FRACTION * n - 1e-9
+
+
+def exam_drop_excess(drop_median_deg: float | None, other_median_deg: float | None) -> str | None:
+    """Why a task side's median drop raises PELVIC_DROP ("asymmetric" / "beyond clinical"), else
+    None."""
+    if drop_median_deg is None or not math.isfinite(drop_median_deg) or \
+            drop_median_deg <= EXAM_CLINICAL_DROP_DEG:
+        return None
+    if drop_median_deg > EXAM_CLINICAL_DROP_DEG + PELVIC_DROP_DEG:
+        return "beyond clinical"
+    if other_median_deg is not None and math.isfinite(other_median_deg) and \
+            drop_median_deg - other_median_deg > PELVIC_DROP_DEG:
+        return "asymmetric"
+    return None
+
+
+def exam_flags(side: str, task_label: str, *, below_ipsi: int, below_contra: int, n_ratio: int,
+               es_first: int, n_onsets: int, onsets_judged: bool, drop_median_deg: float | None,
+               drop_other_median_deg: float | None, n_pelvis_valid: int, n_quality_bad: int,
+               n_found: int, mvc_normalised: bool, unit: str = "repetitions") -> list[Flag]:
+    """Flags of one exam task and stance side. below_*: valid units (repetitions, or hold epochs
+    for single-leg stance: `unit`) with GMed/ES ratio below the boundary, of n_ratio; es_first:
+    repetitions where an ES rose first, of n_onsets with both onsets found."""
+    flags: list[Flag] = []
+    if n_ratio < EXAM_MIN_VALID_REPS:
+        flags.append(Flag("FEW_REPS", side, f"{task_label}: {n_ratio} valid {unit}",
+                          EXAM_RULE_TEXT["FEW_REPS"]))
+    if mvc_normalised:
+        for code, below, name in (("ES_DOMINANT_IPSI", below_ipsi, "stance-side ES"),
+                                  ("ES_DOMINANT_CONTRA", below_contra, "opposite ES")):
+            if exam_consistent(below, n_ratio):
+                flags.append(Flag(code, side, f"{task_label}: {name} above stance GMed in {below} "
+                                              f"of {n_ratio} {unit}", EXAM_RULE_TEXT[code]))
+    if onsets_judged and exam_consistent(es_first, n_onsets):
+        flags.append(Flag("ES_FIRST", side, f"{task_label}: an erector rose before the stance GMed "
+                                            f"in {es_first} of {n_onsets} repetitions",
+                          EXAM_RULE_TEXT["ES_FIRST"]))
+    why = exam_drop_excess(drop_median_deg, drop_other_median_deg)
+    needed = 1 if unit != "repetitions" else EXAM_MIN_VALID_REPS
+    if why is not None and n_pelvis_valid >= needed:
+        other = ("" if drop_other_median_deg is None or not math.isfinite(drop_other_median_deg)
+                 else f", other side {drop_other_median_deg:.1f} deg")
+        flags.append(Flag("PELVIC_DROP", side, f"{task_label}: median drop {drop_median_deg:.1f} deg "
+                                               f"beyond standing{other} ({why})",
+                          EXAM_RULE_TEXT["PELVIC_DROP"]))
+    if n_found and n_quality_bad > LOW_QUALITY_STRIDE_FRACTION * n_found:
+        flags.append(Flag("LOW_QUALITY", side, f"{task_label}: {n_quality_bad} of {n_found} "
+                                               f"repetitions with electrode problems",
+                          EXAM_RULE_TEXT["LOW_QUALITY"]))
+    return flags

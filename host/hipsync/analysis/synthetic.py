@@ -52,6 +52,9 @@ class SyntheticSpec:
     lead_off: tuple | None = None  # (channel name, t_start_s, t_end_s)
     noise_rel: float = 0.1  # multiplicative envelope noise, SD as a fraction of the activation
     patient_id: str = "P-SYN"
+    # seconds of quiet standing between the MVCs and the walk (room for other tasks, e.g. the
+    # exam of synthetic_exam.py)
+    walk_offset_s: float = 0.0
 
 
 def healthy(seed: int = 1, **kw) -> SyntheticSpec:
@@ -93,7 +96,7 @@ def make_session(spec: SyntheticSpec) -> SessionData:
         for ch in EMG_CHANNELS:
             tasks.append(Task(MVC_TASKS[ch], t, t + 4.0))
             t += 6.0
-    walk0 = t + 2.0
+    walk0 = t + 2.0 + spec.walk_offset_s
     walk1 = walk0 + spec.walk_s
     tasks.append(Task("walk", walk0, walk1))
     end = walk1 + 3.0

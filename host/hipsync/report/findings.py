@@ -1,5 +1,6 @@
 """The findings of a report in one or two plain-text lines, for a terminal (`hipsync demo`,
-`hipsync stream`): line 1 the flags per stance side, line 2 (only when there is something to say)
+`hipsync stream`): line 1 the flags per stance side (then the exam's flags per task side),
+line 2 (only when there is something to say)
 what limits the session as a whole.
 
     findings_text(report_dict) -> str
@@ -61,11 +62,55 @@ def _side_text(rep: dict, name: str) -> str:
     return f"{name.capitalize()} stance: " + ("; ".join(items) if items else "no flag") + "."
 
 
+EXAM_LABEL = {"single_leg_stance": "single-leg stance", "step_down": "step-down",
+              "single_leg_squat": "single-leg squat",
+              "hip_abduction_wb": "weight-bearing hip abduction"}
+EXAM_PATTERN_CODES = ("ES_DOMINANT_IPSI", "ES_DOMINANT_CONTRA", "ES_FIRST", "PELVIC_DROP")
+
+
+def exam_text(report: dict) -> str | None:
+    """The exam's flags in one line, e.g. "Exam: step-down left (ES_DOMINANT_IPSI 5 of 5,
+    PELVIC_DROP 7.5 deg); single-leg squat left (ES_FIRST); 6 other task sides no flag." None
+    when the session has no exam."""
+    exam = report.get("exam") or {}
+    items, quiet = [], 0
+    for task, entry in exam.items():
+        for side in SIDES:
+            r = entry.get(side)
+            if r is None:
+                continue
+            label = f"{EXAM_LABEL.get(task, task)} {side}"
+            if r.get("status") == "skipped":
+                items.append(f"{label} skipped")
+                continue
+            c = r.get("counts", {})
+            codes = r.get("flags", [])
+            missing = f", {c['missing']} of {c['expected']} reps missing" if c.get("missing") else ""
+            if codes:
+                items.append(f"{label} ({', '.join(codes)}{missing})")
+            elif missing:
+                items.append(f"{label} (no flag{missing})")
+            else:
+                quiet += 1
+    if not items and not quiet:
+        return None
+    if quiet:
+        items.append(f"{quiet} other task side{'s' if quiet != 1 else ''} no flag" if items
+                     else f"no flag in {quiet} task sides")
+    return "Exam: " + "; ".join(items) + "."
+
+
 def findings_text(report: dict) -> str:
     """One line of flags per stance side (both sides on one line), and a second line only for
     what limits the whole session: simulated data, data loss, MVCs not used, copied calibration.
     `report` is the dict of build_report() or a report JSON file loaded with json.load."""
-    line1 = " ".join(_side_text(report, s) for s in SIDES if s in report.get("sides", {}))
+    if report.get("walking_recorded", True):
+        line1 = " ".join(_side_text(report, s) for s in SIDES if s in report.get("sides", {}))
+    else:
+        line1 = "Walking: not recorded."
+    exam = exam_text(report)
+    if exam:
+        line1 = line1 + " " + exam
     notes = []
     if report.get("simulated"):
         notes.append("Simulated data")

@@ -13,8 +13,38 @@ from .json_report import MUSCLE_LABEL, metric_units
 SIDE_NAMES = ("left", "right")
 
 
+EXAM_LABEL = {"single_leg_stance": "Single-leg stance", "step_down": "Step-down",
+              "single_leg_squat": "Single-leg squat",
+              "hip_abduction_wb": "Weight-bearing hip abduction"}
+# Per-repetition table: (key, label, decimals); units from report["exam_units"]
+EXAM_REP_COLUMNS = [
+    ("t_start_s", "start", 1),
+    ("duration_s", "duration", 2),
+    ("stance_gmed_pct_mvc", "GMed", 1),
+    ("stance_gmed_peak_pct_mvc", "GMed peak", 1),
+    ("es_ipsi_pct_mvc", "ES ipsi", 1),
+    ("es_contra_pct_mvc", "ES contra", 1),
+    ("gmed_es_ratio_ipsi", "GMed/ES ipsi", 2),
+    ("gmed_es_ratio_contra", "GMed/ES contra", 2),
+    ("gmed_onset_ms", "GMed onset", 0),
+    ("es_onset_ms", "ES onset", 0),
+    ("pelvic_drop_deg", "drop", 1),
+]
+
+
+def exam_plot_ids(rep: dict) -> list[str]:
+    """The exam's plots in a report (two per task side stored)."""
+    ids = []
+    for task, entry in (rep.get("exam") or {}).items():
+        for side in SIDE_NAMES:
+            if side in entry:
+                ids += [f"exam-{task}-{side}-emg", f"exam-{task}-{side}-drop"]
+    return ids
+
+
 def plot_ids() -> list[str]:
-    """Every plot the session report contains (ids of the <svg> elements)."""
+    """Every walking plot the session report contains (ids of the <svg> elements); an exam
+    session adds exam_plot_ids(report)."""
     ids = []
     for side in SIDE_NAMES:
         ids += [f"curve-{side}-gmed", f"curve-{side}-es-ipsi", f"curve-{side}-es-contra",
@@ -118,6 +148,11 @@ def render(rep: dict) -> str:
     parts.append("<h2 id='summary'>Summary</h2>")
     for side in SIDE_NAMES:
         parts.append(f"<p class='summary' id='summary-{side}'>{escape(rep['sides'][side]['summary'])}</p>")
+    exam = rep.get("exam") or {}
+    if exam:
+        parts.append("<p><b>Clinical exam</b></p><ul id='exam-summary'>" + "".join(
+            f"<li>{escape(entry[side]['summary'])}</li>" for entry in exam.values()
+            for side in SIDE_NAMES if side in entry) + "</ul>")
     if rep["flags"]:
         parts.append("<table id='flags'><tr><th>Flag</th><th>Side</th><th>Evidence</th></tr>")
         for f in rep["flags"]:
@@ -200,6 +235,9 @@ def render(rep: dict) -> str:
              ("opposite ES", _arr(ps["stance_gmed_pct_mvc"]), _arr(ps["stance_es_contra_pct_mvc"]))]
             if len(g) else [], f"stance GMed ({unit})", f"ES ({unit})"))
     parts.append("</div>")
+
+    if exam:
+        parts.append(_exam_section(rep))
 
     # ---- quality
     qd = rep["quality"]
@@ -291,6 +329,92 @@ def render(rep: dict) -> str:
         parts.append("".join(rows) + "</table></details>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _exam_section(rep: dict) -> str:
+    units = rep.get("exam_units") or {}
+    unit = units.get("stance_gmed_pct_mvc", "%MVC")
+    out = ["<h2 id='exam'>Clinical exam, repetition by repetition</h2><p><small>Activation: mean "
+           f"over the loading phase (start to lowest point; single-leg stance: the hold), "
+           f"{escape(unit)}. Onsets relative to the repetition's start (negative = before). Drop: "
+           "largest swing-side pelvic drop beyond standing. Curves: mean ± SD over the valid "
+           "repetitions, each time-normalised from its start (0 %) to its end (100 %); the shaded "
+           "span is the loading phase (median lowest point). Repetitions the device did not find "
+           "are counted as missing, not reconstructed.</small></p>"]
+    for task, entry in rep["exam"].items():
+        out.append(f"<h3 id='exam-{escape(task)}'>{escape(EXAM_LABEL.get(task, task))}</h3>")
+        for side in SIDE_NAMES:
+            if side in entry:
+                out.append(f"<p class='summary' id='exam-{escape(task)}-{side}-summary'>"
+                           f"{escape(entry[side]['summary'])}</p>")
+        flags = [f for side in SIDE_NAMES if side in entry for f in entry[side]["flag_details"]]
+        if flags:
+            out.append(f"<table id='exam-{escape(task)}-flags'><tr><th>Flag</th><th>Side</th>"
+                       "<th>Evidence</th></tr>" + "".join(
+                           f"<tr><td><span class='flag'>{escape(f['code'])}</span></td>"
+                           f"<td>{escape(f['side'])}</td><td>{escape(f['evidence'])}"
+                           f"<details class='rule'><summary>rule</summary>{escape(f['rule'])}"
+                           "</details></td></tr>" for f in flags) + "</table>")
+        out.append("<div class='plots'>")
+        for kind in ("emg", "drop"):
+            for side in SIDE_NAMES:
+                if side not in entry:
+                    continue
+                c = entry[side]["curves"]
+                x = np.asarray(c["phase_pct"], float)
+                shade = (0.0, c.get("low_phase_pct")) if task != "single_leg_stance" else (0.0, 100.0)
+                title = f"{EXAM_LABEL.get(task, task)}, {side} stance"
+                if kind == "emg":
+                    series = [(f"{lab} (n={c[role]['n']})", c[role]["mean"], c[role]["sd"])
+                              for role, lab in (("stance_gmed", "stance GMed"),
+                                                ("es_ipsi", "stance-side ES"),
+                                                ("es_contra", "opposite ES"))]
+                    out.append(svg.band_plot(f"exam-{task}-{side}-emg", title, x, series,
+                                             "% of repetition", unit, shade=shade))
+                else:
+                    d = c["pelvic_drop_deg"]
+                    out.append(svg.band_plot(f"exam-{task}-{side}-drop", title + ": pelvic drop",
+                                             x, [(f"swing-side drop (n={d['n']})", d["mean"],
+                                                  d["sd"])], "% of repetition",
+                                             "deg beyond standing (+ = swing side lower)",
+                                             shade=shade, zero_line=True))
+        out.append("</div>")
+        for side in SIDE_NAMES:
+            if side not in entry:
+                continue
+            r = entry[side]
+            cnt = r["counts"]
+            head = "".join(f"<th>{escape(label)} ({escape(units.get(key, 's'))})</th>"
+                           for key, label, _ in EXAM_REP_COLUMNS)
+            rows = []
+            for x in r["reps"]:
+                note = "; ".join(filter(None, [x.get("excluded") or "", ", ".join(x["device_flags"]),
+                                               f"first: {x['first_onset']}" if x.get("first_onset") else ""]))
+                rows.append(f"<tr><td>{x['index'] + 1}</td>" + "".join(
+                    f"<td class='num'>{_num(x.get(k), d)}</td>" for k, _, d in EXAM_REP_COLUMNS)
+                    + f"<td>{escape(note)}</td></tr>")
+            if cnt["missing"]:
+                rows.append(f"<tr><td colspan='{len(EXAM_REP_COLUMNS) + 2}'>{cnt['missing']} of "
+                            f"{cnt['expected']} repetitions not found by the device</td></tr>")
+            med = "".join(f"<td class='num'>{_summ(r[k], d)}</td>" if isinstance(r.get(k), dict) else "<td></td>"
+                          for k, _, d in EXAM_REP_COLUMNS)
+            out.append(f"<table class='per-rep' id='exam-{escape(task)}-{side}-reps'>"
+                       f"<tr><th colspan='{len(EXAM_REP_COLUMNS) + 2}'>{side.capitalize()} stance: "
+                       f"{cnt['found']} found of {cnt['expected']} expected, {cnt['missing']} "
+                       f"missing, {cnt['excluded']} left out</th></tr><tr><th>rep</th>{head}"
+                       f"<th>note</th></tr>" + "".join(rows)
+                       + f"<tr><th>median [IQR]</th>{med}<td></td></tr></table>")
+        lvr = entry.get("left_vs_right")
+        if lvr:
+            out.append("<p><small>Left against right: symmetry index (%) GMed "
+                       f"{_num(lvr.get('stance_gmed_pct_mvc'))}, GMed/ES ipsi "
+                       f"{_num(lvr.get('gmed_es_ratio_ipsi'))}, GMed/ES contra "
+                       f"{_num(lvr.get('gmed_es_ratio_contra'))}; pelvic drop left − right "
+                       f"{_num(lvr.get('pelvic_drop_deg_left_minus_right'))} deg.</small></p>")
+    out.append("<h3>Exam flag rules</h3><table>" + "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
+        for k, v in (rep["rules"].get("exam_text") or {}).items()) + "</table>")
+    return "".join(out)
 
 
 def _arr(values) -> np.ndarray:

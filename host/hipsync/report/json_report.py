@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from ..analysis import exam as _exam
 from ..analysis import rules
 from ..analysis.core import (
     CURVE_POINTS,
@@ -18,8 +19,8 @@ from ..analysis.mvc_check import MvcCheck, session_mvc_checks
 from ..session import EMG_CHANNELS, PELVIS_ANGLES
 from . import provenance
 
-SCHEMA_VERSION = "1.1"  # 1.1: simulated, first_screen, units, normalisation.mvc_checks,
-# calibration.copied_from
+SCHEMA_VERSION = "1.2"  # 1.1: simulated, first_screen, units, normalisation.mvc_checks,
+# calibration.copied_from; 1.2: exam, walking_recorded
 FLOAT_DECIMALS = 4
 
 # The line under the flags on the first screen: the two limits a reader must not miss.
@@ -129,6 +130,60 @@ def _side(r: SideResult) -> dict:
     return out
 
 
+EXAM_DEFINITIONS = {
+    "exam_repetition": "a repetition the device found (REP frame): start, lowest point (or peak; "
+                       "single-leg stance: largest drop) and end, device time in s; one that was "
+                       "not found is counted in counts.missing, never reconstructed",
+    "exam_loading_phase": "start .. lowest point of a repetition; single-leg stance: the whole "
+                          "hold (start .. end)",
+    "exam_pct_mvc": "stance_gmed_pct_mvc, es_ipsi_pct_mvc, es_contra_pct_mvc: mean envelope of "
+                    "the stance GMed, the stance-side ES and the opposite ES over the loading "
+                    "phase, % of the normalisation reference (*_peak_pct_mvc: the peak)",
+    "exam_onset_ms": "gmed_onset_ms, es_ipsi_onset_ms, es_contra_onset_ms relative to the "
+                     f"repetition's start (negative = before): first crossing of baseline mean + "
+                     f"{rules.ONSET_K_SD:g} SD held {rules.ONSET_MIN_DURATION_S * 1000:g} ms "
+                     "(Hodges & Bui 1996); baseline = resting (standing) envelope, raised to the "
+                     f"{rules.EXAM_ONSET_BASELINE_S:g} s before the search start when higher; "
+                     f"search from {rules.EXAM_ONSET_SEARCH_BEFORE_S:g} s before the start to the "
+                     f"lowest point (single-leg stance: {rules.EXAM_HOLD_ONSET_SEARCH_S:g} s after "
+                     "the start); minus the envelope delay. es_onset_ms = the earlier erector; "
+                     f"first_onset: 'gmed', 'es' or 'together' (within {rules.EXAM_ONSET_TIE_MS:g} ms)",
+    "exam_pelvic_drop_deg": "largest swing-side drop over the repetition (single-leg stance: the "
+                            "hold) relative to the standing calibration, + = swing side lower",
+}
+
+
+def exam_units(normalisation_used: str) -> dict[str, str]:
+    act = ACTIVATION_UNIT_MVC if normalisation_used == "MVC" else ACTIVATION_UNIT_PEAK_DYNAMIC
+    return {m: (act if "pct_mvc" in m else "ratio" if m.startswith("gmed_es_ratio") else "ms" if m.endswith("_ms")
+                else "deg" if m.endswith("_deg") else "s") for m in _exam.PER_REP_METRICS}
+
+
+def _exam_side(r) -> dict:
+    out = {"task": r.task, "side": r.side, "stance_side": r.side[0].upper(), "status": r.status,
+           "t_start_s": r.t_start_s, "t_end_s": r.t_end_s, "counts": r.counts,
+           "reps": r.reps}
+    out.update({m: r.summaries[m] for m in _exam.SUMMARY_METRICS})
+    out["onset_order"] = r.onset_order
+    out["flags"] = [f.code for f in r.flags]
+    out["flag_details"] = [f.as_dict() for f in r.flags]
+    out["summary"] = r.sentence
+    if r.epochs:
+        out["hold_epochs"] = r.epochs
+    out["curves"] = r.curves
+    return out
+
+
+def exam_dict(a: SessionAnalysis) -> dict:
+    """report["exam"]: task -> {left, right (the stance sides stored), left_vs_right}."""
+    out = {}
+    for task, sides in a.exam.tasks.items():
+        entry = {side: _exam_side(r) for side, r in sides.items()}
+        entry["left_vs_right"] = a.exam.left_vs_right.get(task)
+        out[task] = entry
+    return out
+
+
 _NO_MVC_SENTENCE = "because no MVC was recorded"  # in hipsync.analysis.core._sentence
 _NO_USABLE_MVC_SENTENCE = "because no usable MVC was recorded (see the MVC note below the flags)"
 
@@ -218,17 +273,27 @@ def build(a: SessionAnalysis, generated_at: str | None = None, *,
                       for t in s.tasks],
             "link_stats": m.link_stats,
         },
-        "definitions": DEFINITIONS,
+        "definitions": {**DEFINITIONS, **EXAM_DEFINITIONS},
         "units": units,
+        "exam_units": exam_units(norm.method),
         "rules": {"thresholds": {"gmed_es_ratio_boundary": rules.GMED_ES_RATIO_BOUNDARY,
                                  "majority_fraction": rules.MAJORITY_FRACTION,
                                  "min_strides_for_flags": rules.MIN_STRIDES_FOR_FLAGS,
                                  "pelvic_drop_deg": rules.PELVIC_DROP_DEG,
                                  "low_quality_stride_fraction": rules.LOW_QUALITY_STRIDE_FRACTION,
                                  "high_loss_fraction": rules.HIGH_LOSS_FRACTION},
-                  "text": rules.RULE_TEXT},
+                  "text": rules.RULE_TEXT,
+                  "exam_thresholds": {"min_valid_reps": rules.EXAM_MIN_VALID_REPS,
+                                      "consistent_fraction": rules.EXAM_CONSISTENT_FRACTION,
+                                      "hold_epoch_s": rules.EXAM_HOLD_EPOCH_S,
+                                      "onset_tie_ms": rules.EXAM_ONSET_TIE_MS,
+                                      "clinical_drop_deg": rules.EXAM_CLINICAL_DROP_DEG,
+                                      "pelvic_drop_deg": rules.PELVIC_DROP_DEG},
+                  "exam_text": rules.EXAM_RULE_TEXT},
+        "walking_recorded": a.walking_recorded,
         "sides": {name: _side(r) for name, r in a.sides.items()},
         "symmetry": a.symmetry,
+        "exam": exam_dict(a),
         "tasks": a.tasks,
         "quality": a.quality,
         "flags": [f.as_dict() for f in a.flags],
@@ -239,4 +304,7 @@ def build(a: SessionAnalysis, generated_at: str | None = None, *,
         # the analysis' sentence knows only "missing"; an MVC was recorded but not used
         for side in report["sides"].values():
             side["summary"] = side["summary"].replace(_NO_MVC_SENTENCE, _NO_USABLE_MVC_SENTENCE)
+        for task in report["exam"].values():
+            for side in (v for k, v in task.items() if k in ("left", "right")):
+                side["summary"] = side["summary"].replace(_NO_MVC_SENTENCE, _NO_USABLE_MVC_SENTENCE)
     return _clean(report)
