@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import FIXED_TIME, SCHEMA, VOLATILE, _close, _validate
+from test_report import CHROMIUM, FIXED_TIME, SCHEMA, VOLATILE, _chromium, _close, _validate
 
 from hipsync.analysis import analyse, rules
 from hipsync.analysis import synthetic as syn
 from hipsync.analysis import synthetic_exam as se
 from hipsync.exam_tasks import BY_NAME
-from hipsync.report import build_report, findings_text, html
+from hipsync.report import build_report, findings_text, html, write_session_report
 from hipsync.store import NoGaitData
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -161,6 +161,32 @@ def test_exam_only_session_is_analysed_and_reported():
         assert f'id="{pid}"' in page, pid
     assert page.count("<svg") == len(html.plot_ids()) + len(html.exam_plot_ids(rep)) == 12 + 16
     assert "exam-step_down-left-reps" in page and "Exam flag rules" in page
+    assert "<span class='flag'>ES_FIRST</span>" in page  # exam flags on the first screen too
+
+
+def test_skipped_and_redone_attempts():
+    import dataclasses
+
+    s, _ = se.make_exam_session(se.ExamSpec(seed=21, tasks=("step_down", "single_leg_squat")))
+    tasks = []
+    for t in s.tasks:
+        if t.name == "step_down_right":
+            t = dataclasses.replace(t, name="step_down_right:skipped")
+        if t.name == "single_leg_squat_left":  # an earlier attempt, redone
+            tasks.append(dataclasses.replace(t, name="single_leg_squat_left:redone",
+                                             t_start_s=t.t_start_s - 30, t_end_s=t.t_start_s - 20))
+        tasks.append(t)
+    s.tasks = tasks
+    a = analyse(s)
+    skipped = a.exam.tasks["step_down"]["right"]
+    assert skipped.status == "skipped" and skipped.reps == [] and skipped.flags == []
+    assert "skipped" in skipped.sentence
+    squat = a.exam.tasks["single_leg_squat"]["left"]
+    assert squat.counts["redone_attempts"] == 1 and squat.counts["found"] == 5
+    rep = build_report(s, FIXED_TIME)
+    _validate(rep, SCHEMA, SCHEMA)
+    assert rep["exam"]["step_down"]["left_vs_right"] is None
+    assert "step-down right skipped" in findings_text(rep)
 
 
 def test_session_with_neither_walk_nor_exam_still_raises():
@@ -232,3 +258,19 @@ def test_exam_golden_snapshots_hold_the_expected_flags():
     rep = json.loads((GOLDEN / "report_exam_healthy_walk_seed13.json").read_text())
     assert rep["exam"]["step_down"]["right"]["counts"]["missing"] == 1
     assert len(rep["exam"]["step_down"]["right"]["reps"]) == 4
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_exam_page_renders_in_headless_chromium(tmp_path):
+    s, _ = se.make_exam_session(se.weak_left_exam(seed=20, walk_s=30))
+    html_path, json_path = write_session_report(s, tmp_path, "exam")
+    rep = json.loads(json_path.read_text())
+    dom = _chromium(["--dump-dom", html_path.resolve().as_uri()], tmp_path, "dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for marker in ("Uncaught", "ERROR:CONSOLE", "Failed to load resource"):
+        assert marker not in dom.stderr, dom.stderr[-2000:]
+    ids = html.plot_ids() + html.exam_plot_ids(rep)
+    for pid in ids:
+        assert f'id="{pid}"' in dom.stdout, pid
+    assert dom.stdout.count("<svg") == len(ids)
+    assert "exam-step_down-left-summary" in dom.stdout and "Clinical exam" in dom.stdout

@@ -153,9 +153,12 @@ def render(rep: dict) -> str:
         parts.append("<p><b>Clinical exam</b></p><ul id='exam-summary'>" + "".join(
             f"<li>{escape(entry[side]['summary'])}</li>" for entry in exam.values()
             for side in SIDE_NAMES if side in entry) + "</ul>")
-    if rep["flags"]:
+    # the exam's flags on the first screen too (their evidence names the task)
+    first_flags = rep["flags"] + [f for entry in exam.values() for side in SIDE_NAMES
+                                  if side in entry for f in entry[side]["flag_details"]]
+    if first_flags:
         parts.append("<table id='flags'><tr><th>Flag</th><th>Side</th><th>Evidence</th></tr>")
-        for f in rep["flags"]:
+        for f in first_flags:
             parts.append(f"<tr><td><span class='flag'>{escape(f['code'])}</span></td>"
                          f"<td>{escape(f['side'])}</td><td>{escape(f['evidence'])}"
                          f"<details class='rule'><summary>rule</summary>{escape(f['rule'])}"
