@@ -274,3 +274,46 @@ def test_exam_page_renders_in_headless_chromium(tmp_path):
         assert f'id="{pid}"' in dom.stdout, pid
     assert dom.stdout.count("<svg") == len(ids)
     assert "exam-step_down-left-summary" in dom.stdout and "Clinical exam" in dom.stdout
+
+
+# ---------------------------------------------------------------- against the simulator's truth
+def test_per_repetition_values_match_the_simulator_truth_with_an_ideal_device():
+    """The simulated patient's true envelopes and pelvis at 100 Hz, its true repetitions as the
+    device's: what the analysis measures per repetition is what the simulator says it did. (The
+    firmware's own detector and envelope are measured by their own tests and benchmarks.)"""
+    from hipsync.session import REP_DTYPE, Metadata, SessionData, Task, make_events
+    from hipsync.sim import patient
+    from hipsync.sim import tasks as T
+    from hipsync.sim.config import PatientConfig
+    from hipwire import units
+
+    cfg = PatientConfig(seed=5, weak_side="left", es_compensation="stance")
+    protocol = [T.standing_calibration(10.0), T.rest(3.0)]
+    for m in units.EMG_CHANNELS:
+        protocol += [T.mvc(m), T.rest(3.0)]
+    rec = patient.simulate(cfg, protocol + T.exam_protocol())
+    env = rec.envelope_uv[:: units.EMG_RATE_HZ // 100]
+    pel = rec.pelvis_deg[:: units.IMU_RATE_HZ // 100]
+    rest_uv = 3.0 + np.random.default_rng(0).normal(0.0, 0.5, env.shape)  # a resting floor
+    reps = np.array([(r["t_start_s"], r["t_low_s"], r["t_end_s"], r["task"], r["side"], r["index"],
+                      0, r["depth"]) for r in rec.reps], dtype=REP_DTYPE)
+    s = SessionData(np.arange(len(env)) / 100.0, env + rest_uv, np.arange(len(pel)) / 100.0, pel,
+                    make_events([]), tasks=[Task(g.name, g.t_start_s, g.t_end_s) for g in rec.segments],
+                    metadata=Metadata(filters={"envelope_delay_ms": 0}), reps=reps)
+    a = analyse(s)
+    assert set(a.exam.tasks) == set(BY_NAME)
+    for task, sides in a.exam.tasks.items():
+        for side, res in sides.items():
+            truth = rec.reps[(rec.reps["task"] == task) & (rec.reps["side"] == side[0].upper())]
+            assert res.counts["found"] == len(truth) == res.counts["expected"]
+            for rep, t in zip(res.reps, truth):
+                for key, tkey in (("stance_gmed_pct_mvc", "stance_gmed_pct_mvc"),
+                                  ("es_ipsi_pct_mvc", "es_ipsi_pct_mvc"),
+                                  ("es_contra_pct_mvc", "es_contra_pct_mvc")):
+                    # the resting floor adds about 3 uV (1-3 %MVC) to every channel
+                    assert 0 <= rep[key] - t[tkey] <= 0.05 * t[tkey] + 2.5, (task, side, key)
+                if t["drop_deg"] > 1.0:  # a drop peaks at the low point (a hike does not)
+                    assert rep["pelvic_drop_deg"] == pytest.approx(t["drop_deg"], abs=0.3)
+    for task in ("step_down", "single_leg_squat"):
+        assert "ES_DOMINANT_IPSI" in _codes(a, task, "left")
+        assert _codes(a, task, "right") == set()
