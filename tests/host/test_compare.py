@@ -315,9 +315,17 @@ def test_exam_keyed_by_stored_names_and_a_null_median_stays_null():
     assert list(m) == ["step_down"]
     # the analysis gave no median (too few usable repetitions, say): not recomputed here
     assert m["step_down"]["left"]["pelvic_drop_deg"] == {"median": None, "n": 0}
-    assert all(v == {"median": None, "n": None} for v in m["step_down"]["right"].values())
-    # a task with neither a median nor a repetition on either side is not there
-    assert cmp.exam_measures({"step_down": {"left": {"reps": []}, "right": None}}) == {}
+    assert all(v == {"median": None, "n": None, "note": "not recorded"}
+               for v in m["step_down"]["right"].values())
+    # a task the exam lists is there even with nothing measured; a skipped side says so
+    m = cmp.exam_measures({"step_down": {"left": {"reps": []}, "right": {"status": "skipped"}}})
+    assert all(v["median"] is None for sd in m["step_down"].values() for v in sd.values())
+    c = cmp.measure_change(_DROP, m["step_down"]["right"]["pelvic_drop_deg"], _v(3.0))
+    assert c["not_available"] == "skipped in the before session"
+    c = cmp.measure_change(_DROP, m["step_down"]["left"]["pelvic_drop_deg"], None)
+    assert c["not_available"] == ("not measured in the before session; not measured in the "
+                                  "after session")
+    assert cmp.exam_measures({"walk": {}}) == {}
 
 
 def test_a_copied_calibration_is_said(reports):
@@ -327,3 +335,36 @@ def test_a_copied_calibration_is_said(reports):
     assert any("uses the calibration of session 1 of 2024-01-10" in w for w in c["warnings"])
     assert "a calibration was copied" in render_compare(c)
     assert not any("copied" in w for w in build_compare(*reports)["warnings"])
+
+
+def test_the_exam_as_analysed_compares_task_by_task_and_side_by_side():
+    """Real exam analysis of synthetic exam sessions (hipsync.analysis.synthetic_exam): the left
+    stance compensates in single-leg stance, step-down and single-leg squat before, nowhere after;
+    weight-bearing hip abduction and the right side are normal in both. The after session has no
+    walk."""
+    from hipsync.analysis import synthetic_exam as se
+
+    before_s, _ = se.make_exam_session(se.weak_left_exam(seed=12, walk_s=40))
+    after_s, _ = se.make_exam_session(se.healthy_exam(seed=13, walk_s=0))
+    (rb, eb), (ra, ea) = session_report(before_s), session_report(after_s)
+    c = build_compare(rb, ra)
+    assert list(c["sections"]) == ["walking", *cmp.EXAM_TASKS]
+    for task in ("single_leg_stance", "step_down", "single_leg_squat"):
+        left = c["sections"][task]["sides"]["left"]["measures"]
+        for key in ("gmed_es_ratio_ipsi", "gmed_es_ratio_contra", "pelvic_drop_deg"):
+            assert left[key]["beyond_detectable_change"] is True, (task, key, left[key])
+        assert left["gmed_es_ratio_ipsi"]["before"] < 1 < left["gmed_es_ratio_ipsi"]["after"]
+    for task, side in [("hip_abduction_wb", "left")] + [(t, "right") for t in cmp.EXAM_TASKS]:
+        judged = [m for m in c["sections"][task]["sides"][side]["measures"].values()
+                  if m["judged_by"] != cmp.NOT_JUDGED]
+        assert all(m["beyond_detectable_change"] is False for m in judged), (task, side)
+    walking = c["sections"]["walking"]["sides"]["left"]["measures"]
+    assert walking["pelvic_drop_deg"]["not_available"] == "not measured in the after session"
+    # SessionAnalysis.exam gives the same comparison, up to the report's rounding
+    c2 = build_compare(rb, ra, eb, ea)
+    for task in cmp.EXAM_TASKS:
+        for side in cmp.SIDES:
+            for key, m in c["sections"][task]["sides"][side]["measures"].items():
+                m2 = c2["sections"][task]["sides"][side]["measures"][key]
+                assert m2["beyond_detectable_change"] == m["beyond_detectable_change"]
+                assert m2["before"] == pytest.approx(m["before"], abs=1e-3)

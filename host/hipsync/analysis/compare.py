@@ -279,8 +279,9 @@ def _exam_side(exam, entry, task: str, side: str):
 def exam_measures(exam) -> dict:
     """{task: {side: {measure: value}}} of the exam tasks present in `exam`: the report's `exam`
     object or SessionAnalysis.exam (dicts or objects: task -> side -> medians, by the names of
-    EXAM_MEASURES; or keyed by the stored names `<task>_<side>`). A task is present when a side
-    of it has a median or a repetition."""
+    EXAM_MEASURES; or keyed by the stored names `<task>_<side>`). A task is present when the exam
+    lists it (the exam analysis lists the tasks the session stored), even with nothing measured; a
+    side the therapist skipped (status "skipped") has its measures noted so."""
     out = {}
     if exam is None:
         return out
@@ -288,14 +289,16 @@ def exam_measures(exam) -> dict:
         entry = _get(exam, task)
         if entry is None:
             entry = _get(_get(exam, "tasks"), task)
-        sides, present = {}, False
+        sides, present = {}, entry is not None
         for side in SIDES:
             s = _exam_side(exam, entry, task, side)
-            sides[side] = {m.name: (_exam_side_value(s, m.name) if s is not None
-                                    else {"median": None, "n": None}) for m in EXAM_MEASURES}
-            reps = _get(s, "reps")
-            present = present or (reps is not None and len(reps) > 0) or any(v["median"] is not None
-                                                   for v in sides[side].values())
+            present = present or s is not None
+            if s is None or _get(s, "status") == "skipped":
+                note = "not recorded" if s is None else "skipped"
+                sides[side] = {m.name: {"median": None, "n": None, "note": note}
+                               for m in EXAM_MEASURES}
+            else:
+                sides[side] = {m.name: _exam_side_value(s, m.name) for m in EXAM_MEASURES}
         if present:
             out[task] = sides
     return out
@@ -320,9 +323,9 @@ def measure_change(m: Measure, before: dict | None, after: dict | None) -> dict:
            "change": None, "change_pct": None, "beyond_detectable_change": None,
            "not_available": None}
     if b is None or a is None:
-        which = ("either session" if b is None and a is None
-                 else "the before session" if b is None else "the after session")
-        out["not_available"] = f"not measured in {which}"
+        why = [f"{(v or {}).get('note') or 'not measured'} in the {role} session"
+               for role, v, x in (("before", before, b), ("after", after, a)) if x is None]
+        out["not_available"] = "; ".join(why)
         return out
     change = a - b
     out["change"] = change

@@ -66,7 +66,9 @@ def write_compare(store, before_id: int, after_id: int, out_dir,
         rep, exam = session_report(store.load_session(sid))
         norm = rep["session"]["normalisation"]
         cmp.check_normalisation(sid, norm["used"], norm.get("mvc_checks"))
-        reports.append((rep, exam))
+        # the report's exam when it has one (the values its session report shows); the
+        # analysis' own otherwise
+        reports.append((rep, exam if rep.get("exam") is None else None))
     result = build_compare(reports[0][0], reports[1][0], reports[0][1], reports[1][1],
                            generated_at=generated_at)
     json_path, html_path = out / JSON_NAME, out / HTML_NAME
@@ -181,7 +183,8 @@ def _verdict(c: dict) -> tuple[str, str]:
 
 
 def _who(info: dict) -> str:
-    return f"session {info['session_id']}, {info['date'] or 'date unknown'}"
+    sid = "unsaved session" if info["session_id"] is None else f"session {info['session_id']}"
+    return f"{sid}, {info['date'] or 'date unknown'}"
 
 
 def render_compare(c: dict) -> str:
