@@ -32,7 +32,8 @@ firmware_heap_kb: gc.mem_alloc() after the app is built and started and gc.colle
   firmware runs as deployed, imported from a ROMFS image of the deploy set (tools/device.py; the
   frozen build, firmware/manifest.py, keeps bytecode in flash the same way), mounted from a buffer
   that stands in for the flash and is left out. 64-bit unix port: object slots and pointers are
-  8 bytes, 4 on the ESP32, so object figures are upper bounds there (buffers are the same size).
+  8 bytes, 4 on the ESP32, so object figures are upper bounds there (buffers are the same size);
+  the _32bit figures have the ESP32's sizes.
   firmware_heap_excluding_fakes_kb leaves out what was allocated before the firmware's modules were
   imported (interpreter start-up, fake chips, their feed buffers, the unix board's clock and radio
   modules). firmware_heap_module_objects_kb: what importing the firmware's modules from the image
@@ -42,7 +43,13 @@ The timed runs ("clean") make no gc.mem_alloc() call: it scans the heap's alloca
 50 us each here, more than a 10 ms step of the app), and with four per step in the loop it made up
 most of the CPU time that firmware_rtf and firmware_rtf_excluding_fake_chips reported. The heap and
 allocation figures come from the instrumented ("fakebus") run, outside its timed windows.
-The ESP32-S3 runs MicroPython bytecode roughly 50-100x slower than this machine (DOMAIN.md)."""
+The ESP32-S3 runs MicroPython bytecode roughly 50-100x slower than this machine (DOMAIN.md).
+
+The binary is micropython_binary() (HIPSYNC_MICROPYTHON chooses it), the ROMFS image is built for its
+native arch (read from the binary). On a 32-bit binary (tools/build_micropython32.py: 4-byte
+pointers and object slots and small ints below 2^30, as on the ESP32-S3) every name ends in _32bit;
+bench/run.py runs this script on both when the 32-bit build is there. The 32-bit speed figures are
+this machine's x86 code in 32-bit mode, no nearer the Xtensa cores than the 64-bit ones."""
 
 from __future__ import annotations
 
@@ -60,9 +67,7 @@ import device  # noqa: E402
 
 from hipsync.sim import PatientConfig, scenario  # noqa: E402
 from hipsync.sim import tasks as T  # noqa: E402
-from micropython_port import DEFAULT_HEAP, micropython_binary, micropython_path  # noqa: E402
-
-HOST_MARCH = "x64"  # mpy-cross arch of this machine's unix port (native and viper code)
+from micropython_port import DEFAULT_HEAP, micropython_binary, micropython_native_arch, micropython_path  # noqa: E402
 
 SCRIPT = HERE / "mp_bench_app.py"
 MEASURE_S = 60
@@ -95,13 +100,21 @@ def run_app(feed: Path, seconds: int, mode: str, workdir: Path, rom: Path) -> di
     return out
 
 
+def name_suffix() -> str:
+    """"_32bit" when the binary is a 32-bit port (its figures are named apart), else ""."""
+    proc = subprocess.run([micropython_binary(), "-c", "import sys; print(sys.maxsize)"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    return "_32bit" if int(proc.stdout.split()[-1]) < 2**32 else ""
+
+
 def main() -> None:
+    suffix = name_suffix()
     with tempfile.TemporaryDirectory(prefix="hipsync-bench-fw-") as tmp:
         work = Path(tmp)
         scen = scenario.build(PatientConfig(seed=5), work / "patient",
                               tasks=[T.rest(2.0), T.walking(MEASURE_S + 10.0)])
         rom = work / "hipsync.romfs"  # the firmware as deployed: bytecode in (stand-in) flash
-        rom.write_bytes(device.romfs_image(device.deploy_set(), march=HOST_MARCH))
+        rom.write_bytes(device.romfs_image(device.deploy_set(), march=micropython_native_arch()))
         rounds = [(run_app(scen.feed_path, MEASURE_S, "clean", work, rom),
                    run_app(scen.feed_path, SHORT_S, "clean", work, rom)) for _ in range(RUNS)]
         probe = run_app(scen.feed_path, MEASURE_S, "fakebus", work, rom)
@@ -128,21 +141,21 @@ def main() -> None:
     drdy_us = min(long["DRDY_US"][0] for long, _ in rounds)
     # CPU seconds per device second: the step's own share plus 1000 handler calls
     device_code_s = 1 / step_own_rtf + drdy_us * 1e-6 * 1000
-    print(f"BENCH firmware_rtf {rtf:.1f} x")
-    print(f"BENCH firmware_rtf_excluding_fake_chips {rtf / chain_fraction:.1f} x")
-    print(f"BENCH firmware_rtf_excluding_fake_board {step_own_rtf:.1f} x")
-    print(f"BENCH firmware_drdy_handler_us {drdy_us:.2f} us")
-    print(f"BENCH firmware_rtf_device_code {1 / device_code_s:.1f} x")
+    print(f"BENCH firmware_rtf{suffix} {rtf:.1f} x")
+    print(f"BENCH firmware_rtf_excluding_fake_chips{suffix} {rtf / chain_fraction:.1f} x")
+    print(f"BENCH firmware_rtf_excluding_fake_board{suffix} {step_own_rtf:.1f} x")
+    print(f"BENCH firmware_drdy_handler_us{suffix} {drdy_us:.2f} us")
+    print(f"BENCH firmware_rtf_device_code{suffix} {1 / device_code_s:.1f} x")
     # heap bytes the steady-state sample path takes (it runs heap-locked: any would raise)
-    print(f"BENCH firmware_alloc_bytes_per_s {probe['HEAP_GROWN'][0] / device_s:.0f} B/s")
+    print(f"BENCH firmware_alloc_bytes_per_s{suffix} {probe['HEAP_GROWN'][0] / device_s:.0f} B/s")
     # what micropython.mem_total() counts in a processing period: call frames MicroPython tries on the
     # heap first (kept on the C stack while the heap is locked), plus the once-a-second status path
-    print(f"BENCH firmware_transient_alloc_attempt_bytes_per_s {alloc / device_s:.0f} B/s")
-    print(f"BENCH firmware_unfreed_alloc_bytes_per_s {probe['UNFREED'][0] / device_s:.0f} B/s")
-    print(f"BENCH firmware_heap_kb {heap / 1024:.1f} kB")
-    print(f"BENCH firmware_heap_excluding_fakes_kb {(heap - fakes) / 1024:.1f} kB")
-    print(f"BENCH firmware_heap_module_objects_kb {first['HEAP_IMPORTS'][0] / 1024:.1f} kB")
-    print(f"BENCH firmware_heap_app_objects_kb "
+    print(f"BENCH firmware_transient_alloc_attempt_bytes_per_s{suffix} {alloc / device_s:.0f} B/s")
+    print(f"BENCH firmware_unfreed_alloc_bytes_per_s{suffix} {probe['UNFREED'][0] / device_s:.0f} B/s")
+    print(f"BENCH firmware_heap_kb{suffix} {heap / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_excluding_fakes_kb{suffix} {(heap - fakes) / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_module_objects_kb{suffix} {first['HEAP_IMPORTS'][0] / 1024:.1f} kB")
+    print(f"BENCH firmware_heap_app_objects_kb{suffix} "
           f"{(heap - fakes - first['HEAP_IMPORTS'][0]) / 1024:.1f} kB")
 
 

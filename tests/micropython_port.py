@@ -1,6 +1,7 @@
 """Run code inside the real MicroPython unix port (the firmware's test runtime).
 
-The `micropython` binary and the firmware's import path (the unix board's fakes first, so that
+The `micropython` binary (HIPSYNC_MICROPYTHON chooses another, e.g. the 32-bit build), its native
+arch for .mpy files, and the firmware's import path (the unix board's fakes first, so that
 `machine` and `bluetooth` are the fakes) come from hipsync.sim.virtual_device, the one place that
 knows them; the firmware tests' own folder is added here.
 """
@@ -11,7 +12,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from hipsync.sim.virtual_device import FIRMWARE, REPO, SHARED, UNIX_BOARD, micropython_binary  # noqa: F401
+from hipsync.sim.virtual_device import (  # noqa: F401
+    FIRMWARE,
+    REPO,
+    SHARED,
+    UNIX_BOARD,
+    micropython_binary,
+    micropython_native_arch,
+)
 from hipsync.sim.virtual_device import micropython_path as _firmware_path
 
 MP_TESTS = REPO / "tests" / "firmware"

