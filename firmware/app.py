@@ -82,6 +82,7 @@ class App:
             self.pelvis.set_mounting(self.cal.mounting)
         self.cal_frame = bytearray(records.CALIBRATION_SIZE)
         self.gait = GaitDetector()
+        self.reps = None  # the exam's repetition search: made by the first TASK command
         self.streamer = Streamer()
         self.server = BleServer(ble, device_id)
         self.auth = auth
@@ -96,6 +97,7 @@ class App:
             cmd.OP_TIME_SYNC: self._cmd_time_sync,
             cmd.OP_SET_MVC: self._cmd_set_mvc,
             cmd.OP_CAL_INFO: self._cmd_cal_info,
+            cmd.OP_TASK: self._cmd_task,
         }
         for extra in (auth, sessions):
             if extra is not None:
@@ -115,6 +117,7 @@ class App:
         self.imu_block = array("h", bytes(2 * 6 * _IMU_BLOCK))
         self.pel_out = array("i", bytes(4 * 3 * _IMU_BLOCK))
         self.event = array("i", bytes(4 * 4))
+        self.rep = array("i", bytes(4 * 8))
         self.command = bytearray(256)
         self.hold = array("i", bytes(4 * units.N_EMG * _EMG_BLOCK))
         # state
@@ -311,6 +314,15 @@ class App:
         ev = self.event
         while self.gait.pop(ev):
             self.streamer.add_event(ev[0], ev[1], ev[2], ev[3])
+        reps = self.reps
+        if reps is not None:
+            reps.process(self.imu_block, n, self.pel_out, 0, clock)  # between tasks: gyro bias
+            self._send_reps()
+
+    def _send_reps(self):
+        r = self.rep
+        while self.reps.pop(r):
+            self.streamer.add_rep(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
 
     def _max_frame(self):
         """Frames for the flash log alone use whole slots; once a central is connected they must
@@ -423,6 +435,25 @@ class App:
             return cmd.OK, (step, self.mvc_peak_uv)
         return cmd.ERR_BAD_ARG
 
+    def _cmd_task(self, args, conn):
+        """The exam task now done (code 1 + index into EXAM_TASKS, 0: none) on the stance side:
+        the repetition search runs until the next TASK. The same task and side again changes
+        nothing and answers the clock it started at (a host may repeat it after a reconnect)."""
+        task, side, expected = args
+        if self.reps is None:
+            self.reps = _rep_detector()
+        reps = self.reps
+        if task > len(cmd.EXAM_TASKS) or (task and side not in (wire.LEFT, wire.RIGHT)):
+            return cmd.ERR_BAD_ARG
+        if task and reps.active and reps.task == task and reps.side == side:
+            return cmd.OK, (reps.begin_clock & 0xFFFFFFFF,)
+        clock = self.emg.clock_now()
+        reps.end(clock)  # an open repetition is sent as truncated
+        self._send_reps()
+        if task:
+            reps.begin(task, side, expected, clock)
+        return cmd.OK, (clock & 0xFFFFFFFF,)
+
     def _cmd_set_mvc(self, args, conn):
         """The MVCs the host accepted (uV per channel, 0 = none): replace the four kept ones."""
         for v in args:
@@ -500,6 +531,8 @@ class App:
         self.emg_in = 0
         self.emg_next = -1
         self.gait = GaitDetector()
+        if self.reps is not None:
+            self.reps = _rep_detector()  # a search in progress counted the old clock
         self.next_status = 0
         self.warm = False
         self.clock_rewinds += 1
@@ -544,7 +577,9 @@ class App:
         v[wire.V_IMU_LOST] = self.imu_cap.lost_samples + self.imu_cap.rate_drops
         v[wire.V_FRAMES_DROPPED] = self.server.frames_dropped + self.streamer.frames_dropped
         v[wire.V_FLASH_FREE_KIB] = free_kib
-        v[wire.V_EVENTS_DROPPED] = self.gait.dropped_events + self.streamer.samples_dropped
+        reps_dropped = self.reps.dropped if self.reps is not None else 0
+        v[wire.V_EVENTS_DROPPED] = (self.gait.dropped_events + reps_dropped
+                                    + self.streamer.samples_dropped)
         v[wire.V_TASK_RESTARTS] = self.restarts
 
     # ------------------------------------------------------------------ ui
@@ -576,6 +611,14 @@ class App:
 
     def _connection_count(self):
         return self.server.connections
+
+
+def _rep_detector():
+    # imported when the first exam task starts: its code (~10 kB of heap unless frozen) and its
+    # histories cost a session without an exam nothing
+    from dsp.reps import RepDetector
+
+    return RepDetector()
 
 
 class _Open:

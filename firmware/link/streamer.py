@@ -1,5 +1,6 @@
-# Turns DSP output into frames: batches of envelope and pelvis samples, events and status pages,
-# into a preallocated outbox the BLE task drains, and into the flash log when recording.
+# Turns DSP output into frames: batches of envelope and pelvis samples, events, exam repetitions
+# and status pages, into a preallocated outbox the BLE task drains, and into the flash log when
+# recording.
 # Nothing here allocates per sample or per frame; every frame that cannot be kept is counted.
 from array import array
 
@@ -121,6 +122,12 @@ class Streamer:
     def add_event(self, clock, kind, side, stride):
         slot = self._claim()
         self._commit(wire.encode_event(slot, self.seq, clock, kind, side, stride))
+
+    def add_rep(self, start_clock, low_clock, end_clock, task, side, index, flags, depth):
+        """One exam repetition (dsp.reps): recorded and streamed like an event."""
+        slot = self._claim()
+        self._commit(wire.encode_rep(slot, self.seq, start_clock, task, side, index, flags,
+                                     low_clock - start_clock, end_clock - start_clock, depth))
 
     def send_status(self, clock, max_len):
         if max_len > SLOT_BYTES:

@@ -1,0 +1,547 @@
+# Exam repetitions (start, lowest point / peak, end) from the sacrum IMU, causal and in integers. tests/firmware/reps_reference.py is the float twin the tests compare
+# against; bench/bench_reps.py scores it against the simulator's truth.
+#
+# The search runs only between the host's marks: begin(task, side, reps, clock) .. end(clock)
+# (OP_TASK). Every repetition found is one movement away from the pose the person holds on the
+# stance leg and back, so one method serves the four tasks (hipwire.commands.EXAM_TASKS):
+# - Angles: obliquity and tilt changes from the roll and pitch rates (gyro x, y) minus their bias,
+#   integrated. The pelvis estimator's angles (the pel_cdeg argument, kept in the API) were tried
+#   first: its accelerometer correction pulls them during a repetition's accelerations (on the
+#   simulated squats the tilt lagged and undershot the truth by 1.5-2 deg after each one), which
+#   moved the 10 % crossings by 200-300 ms. Its gyro bias is not used either: it keeps learning
+#   during slow movements (20 counts off on the simulated exam). Here the bias is followed
+#   between tasks only (process() outside begin()..end()), 2^-8 per sample while both rates are
+#   within 2 dps of it (standing, resting), and held during a task.
+# - Movement m (cdeg): |obliquity - its baseline| + |tilt - its baseline| (tilt left out for the
+#   single-leg stance, where only the swing side drops). Step-down and single-leg squat tilt the
+#   pelvis forward and drop its swing side as it descends; weight-bearing hip abduction hikes or
+#   drops the swing side and tilts it a little; a stance drops the swing side when the foot comes
+#   off. Summing magnitudes keeps a movement whose obliquity change is cancelled by a weak side's
+#   extra drop (abduction) visible through its tilt.
+# - Baseline: a one-pole mean (2^-5 per sample) of the angles while they are still (moved less
+#   than 12 cdeg over the last 0.1 s) and no repetition is open: the pose held on the stance leg.
+# - A repetition opens when m exceeds the task's entry level; its low is where m peaks; it ends at
+#   the first sample after the low where m is back to 10 % of its peak (the truth definition of
+#   the exam contract), held for 0.5 s for a stance (sway on one leg crosses 10 % of a small drop).
+#   Its start is found backwards in a 5 s ring: the last sample at or below 10 % of the peak
+#   before the low (stance: below the entry floor before m first rose, i.e. the foot coming off).
+# - Kept only if it looks like one: peak >= the task's minimum, rise and return >= 0.3 s each
+#   (walking's pelvic oscillation is faster), no impact (|vertical acceleration - baseline| >
+#   0.25 g: heel strikes), not a plateau (more than 60 % of its time above 80 % of its peak is a
+#   held contraction such as an MVC). Too small, too short, or longer than the ring: nothing is
+#   emitted. end() closes an open repetition that already passed a valid peak as REP_TRUNCATED.
+# - Depth (hipwire.frames.REP_DEPTH_UNITS): step-down and squat, millimetres of descent from the
+#   movement's onset (m back to 1/32 of its peak) to the low: the vertical acceleration
+#   (|a|^2 - g^2) / 2g, which needs no orientation, minus its frozen baseline, integrated twice.
+#   Not usable yet: on the simulated exam it reads ~100 mm short of the truth (tests/firmware/
+#   test_reps.py). Stance and abduction: swing-side obliquity at the low minus the baseline
+#   (+ = drops).
+#   REP_SHALLOW when m's peak is under the task's usual-depth level.
+#
+# Assumptions: 100 Hz IMU; the person stands still (both feet or one) for a while before a task, so
+# the gyro bias is known, and holds still on the stance leg between repetitions for ~0.5 s; a
+# repetition lasts at most 4.8 s, a stance hold 5..60 s (a held MVC looks like a short stance). Only
+# changes of the pose count, so a standing calibration is not needed. Latency: a repetition is
+# emitted at its end (stance: 0.5 s later).
+#
+# Integers: rate integrals in Q5 counts x samples clamped to +-2^28 (+-2500 deg), angles and their
+# baselines < 2^23, gyro bias Q13 (< 2^28); accelerometer axes clamped to +-2 g, so |a|^2 <
+# 3 * 2^26; velocity clamped to +-2^28 (Q5), descent to +-2^22. Everything stays below 2^29
+# (state is stored offset by +2^29, like dsp/pelvis.py, so the unix port's zero-extending ptr32
+# loads read it back). process() and pop() allocate nothing (tests/firmware/mp_test_reps.py runs
+# them with the heap locked). Work per sample: one viper kernel step; per repetition: a backward
+# search and the depth integral over at most the ring (viper), then a few lines of Python.
+from array import array
+
+import micropython
+from micropython import const
+
+from hipwire import frames as wire
+from hipwire import units
+
+_OFF = const(0x20000000)
+_B29 = const(1 << 29)
+_M30 = const((1 << 30) - 1)
+_RING = const(512)  # m and vertical acceleration history: 5.12 s
+_RMASK = const(511)
+_DRING = const(64)  # recent angles, for the stillness test
+_DMASK = const(63)
+_STILL_LAG = const(10)  # the baseline follows the angles only while they moved less than
+_STILL_CDEG = const(12)  # this over the last 0.1 s
+_RESUME_AFTER = const(10)  # samples after a repetition's end before the baseline follows again
+_STILL_RATE = const(537395)  # gyro bias learning: 2 dps in counts Q13 (65.6 * 8192)
+_BIAS_SHIFT = const(8)
+_CH = const(6)
+_ONE_G_SQ = const(1 << 24)  # (4096 counts)^2
+_ACC_CLAMP = const(8192)  # 2 g
+_INT_CLAMP = const(1 << 28)  # velocity, Q5
+_POS_CLAMP = const(1 << 22)  # ~1000 mm: keeps pos * 251 below 2^30
+_ONSET_BACK = const(200)  # samples searched before the start for the movement's onset
+
+# State slots (stored + _OFF)
+_N = const(0)  # samples since begin()
+_IN = const(1)  # a repetition is open
+_ENTRY = const(2)
+_PEAK = const(3)
+_PEAK_N = const(4)
+_PEAK_OBL = const(5)
+_QUIET = const(6)
+_IMPACT = const(7)
+_RESUME = const(8)
+_BOBL = const(9)  # baselines, Q5
+_BTILT = const(10)
+_BAV = const(11)
+_HANDOFF = const(12)  # 1: a repetition ended at _END_N; 2: one ran past the ring
+_END_N = const(13)
+_THX = const(14)  # roll / pitch rate minus bias, integrated: Q5 counts x samples
+_THY = const(15)
+_N_STATE = const(16)
+
+# Parameter slots (stored as is, non-negative)
+_P_WTILT = const(0)  # 1: tilt is part of m
+_P_ENTER = const(1)  # cdeg
+_P_FLOOR = const(2)  # cdeg: the exit level never goes below this
+_P_QUIET = const(3)  # samples at or below the exit level that end a repetition
+_P_MAXLEN = const(4)  # samples from entry
+_P_IMPACT = const(5)  # counts of vertical acceleration, Q5
+_P_BGX = const(6)  # gyro bias (roll, pitch), counts Q13 (< 2^28), stored + _OFF; kept across tasks
+_P_BGY = const(7)
+_N_PAR = const(8)
+
+_NO_TASK = const(0)
+_STANCE = const(1)
+_STEP_DOWN = const(2)
+_SQUAT = const(3)
+_ABDUCTION = const(4)
+
+# Per task (1-based code): tilt used, entry, exit floor, quiet samples, max length (samples),
+# minimum peak, shallow below (cdeg of m), minimum rise / return (samples), minimum duration.
+_TASKS = (
+    None,
+    (0, 40, 20, 50, 6000, 40, 0, 0, 500),  # single_leg_stance: one hold of >= 5 s
+    (1, 150, 20, 1, 480, 200, 450, 30, 0),  # step_down
+    (1, 150, 20, 1, 480, 200, 650, 30, 0),  # single_leg_squat
+    (1, 70, 15, 1, 480, 100, 220, 30, 0),  # hip_abduction_wb
+)
+_IMPACT_COUNTS = const(1024)  # 0.25 g
+
+
+@micropython.viper
+def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: ptr32,
+            dtilt: ptr32, mring: ptr32, aring: ptr32) -> int:
+    """Run n_samples (imu from int16 k0: 6 per sample) through
+    the baseline, m and the open repetition; stop after a sample whose repetition ended or ran too
+    long (st[_HANDOFF]). Returns the samples taken."""
+    off = 0x20000000
+    n = int(st[_N]) - off
+    inside = int(st[_IN]) - off
+    entry = int(st[_ENTRY]) - off
+    peak = int(st[_PEAK]) - off
+    peak_n = int(st[_PEAK_N]) - off
+    peak_obl = int(st[_PEAK_OBL]) - off
+    quiet = int(st[_QUIET]) - off
+    impact = int(st[_IMPACT]) - off
+    resume = int(st[_RESUME]) - off
+    bobl = int(st[_BOBL]) - off
+    btilt = int(st[_BTILT]) - off
+    bav = int(st[_BAV]) - off
+    thx = int(st[_THX]) - off
+    thy = int(st[_THY]) - off
+    bgx = (int(par[_P_BGX]) - off + 128) >> 8  # Q13 -> Q5
+    bgy = (int(par[_P_BGY]) - off + 128) >> 8
+    wtilt = int(par[_P_WTILT])
+    enter = int(par[_P_ENTER])
+    floor = int(par[_P_FLOOR])
+    need_quiet = int(par[_P_QUIET])
+    maxlen = int(par[_P_MAXLEN])
+    impact_q5 = int(par[_P_IMPACT])
+    handoff = 0
+    end_n = 0
+    i = 0
+    k = k0
+    while i < n_samples:
+        ax = (int(imu[k]) ^ 0x8000) - 0x8000  # ptr16 loads are unsigned
+        ay = (int(imu[k + 1]) ^ 0x8000) - 0x8000
+        az = (int(imu[k + 2]) ^ 0x8000) - 0x8000
+        k += _CH
+        gx = (int(imu[k - 3]) ^ 0x8000) - 0x8000
+        gy = (int(imu[k - 2]) ^ 0x8000) - 0x8000
+        i += 1
+        dx = (gx << 5) - bgx
+        dy = (gy << 5) - bgy
+        # obliquity and tilt change: the roll and pitch rates minus the bias, integrated (Q5
+        # counts x samples; 1 cdeg = 32.8 counts x samples)
+        thx += dx
+        thy += dy
+        if thx > _INT_CLAMP:
+            thx = _INT_CLAMP
+        elif thx < -_INT_CLAMP:
+            thx = -_INT_CLAMP
+        if thy > _INT_CLAMP:
+            thy = _INT_CLAMP
+        elif thy < -_INT_CLAMP:
+            thy = -_INT_CLAMP
+        obl = ((thx >> 5) * 125) >> 12  # cdeg: 100 / 3280 = 125 / 4096
+        tilt = ((thy >> 5) * 125) >> 12
+        if ax > _ACC_CLAMP:
+            ax = _ACC_CLAMP
+        elif ax < -_ACC_CLAMP:
+            ax = -_ACC_CLAMP
+        if ay > _ACC_CLAMP:
+            ay = _ACC_CLAMP
+        elif ay < -_ACC_CLAMP:
+            ay = -_ACC_CLAMP
+        if az > _ACC_CLAMP:
+            az = _ACC_CLAMP
+        elif az < -_ACC_CLAMP:
+            az = -_ACC_CLAMP
+        av = (ax * ax + ay * ay + az * az - _ONE_G_SQ) >> 13  # vertical acceleration, counts
+        dobl[n & _DMASK] = obl + off
+        dtilt[n & _DMASK] = tilt + off
+        aring[n & _RMASK] = av + off
+        if n == 0:
+            bobl = obl << 5
+            btilt = tilt << 5
+            bav = av << 5
+        elif inside == 0 and n >= resume and n >= _STILL_LAG:
+            j = n - _STILL_LAG
+            d = obl - (int(dobl[j & _DMASK]) - off)
+            if d < 0:
+                d = -d
+            e = tilt - (int(dtilt[j & _DMASK]) - off)
+            if e < 0:
+                e = -e
+            if d + e <= _STILL_CDEG:  # still: the pose held on the stance leg
+                bobl += ((obl << 5) - bobl) >> 5
+                btilt += ((tilt << 5) - btilt) >> 5
+                bav += ((av << 5) - bav) >> 5
+        d = (obl << 5) - bobl
+        if d < 0:
+            d = -d
+        m = d >> 5
+        if wtilt:
+            d = (tilt << 5) - btilt
+            if d < 0:
+                d = -d
+            m += d >> 5
+        mring[n & _RMASK] = m + off
+        if inside:
+            if m > peak:
+                peak = m
+                peak_n = n
+                peak_obl = obl
+            d = (av << 5) - bav
+            if d > impact_q5 or d < -impact_q5:
+                impact += 1
+            level = (peak * 205) >> 11  # 10 % of the peak
+            if level < floor:
+                level = floor
+            if m <= level and n > peak_n:
+                quiet += 1
+            else:
+                quiet = 0
+            if quiet >= need_quiet:
+                handoff = 1
+                end_n = n - need_quiet + 1
+                n += 1
+                break
+            if n - entry >= maxlen:
+                handoff = 2
+                end_n = n
+                n += 1
+                break
+        elif m > enter:
+            inside = 1
+            entry = n
+            peak = m
+            peak_n = n
+            peak_obl = obl
+            quiet = 0
+            impact = 0
+        n += 1
+    st[_N] = n + off
+    st[_IN] = inside + off
+    st[_ENTRY] = entry + off
+    st[_PEAK] = peak + off
+    st[_PEAK_N] = peak_n + off
+    st[_PEAK_OBL] = peak_obl + off
+    st[_QUIET] = quiet + off
+    st[_IMPACT] = impact + off
+    st[_BOBL] = bobl + off
+    st[_BTILT] = btilt + off
+    st[_BAV] = bav + off
+    st[_THX] = thx + off
+    st[_THY] = thy + off
+    st[_HANDOFF] = handoff + off
+    st[_END_N] = end_n + off
+    return i
+
+
+@micropython.viper
+def _learn_bias(imu: ptr16, n_samples: int, par: ptr32):
+    """Between tasks: follow the roll and pitch gyro bias (2^-8 per sample) while both rates are
+    within 2 dps of it (standing, resting; a movement's rates are left out)."""
+    off = 0x20000000
+    bgx = int(par[_P_BGX]) - off
+    bgy = int(par[_P_BGY]) - off
+    k = 0
+    end = n_samples * _CH
+    while k < end:
+        dx = (((int(imu[k + 3]) ^ 0x8000) - 0x8000) << 13) - bgx
+        dy = (((int(imu[k + 4]) ^ 0x8000) - 0x8000) << 13) - bgy
+        k += _CH
+        if dx < _STILL_RATE and dx > -_STILL_RATE and dy < _STILL_RATE and dy > -_STILL_RATE:
+            bgx += (dx + 128) >> _BIAS_SHIFT
+            bgy += (dy + 128) >> _BIAS_SHIFT
+    par[_P_BGX] = bgx + off
+    par[_P_BGY] = bgy + off
+
+
+@micropython.viper
+def _last_at_or_below(ring: ptr32, n_from: int, n_stop: int, level: int) -> int:
+    """The last sample index k in [n_stop, n_from] whose ring value is <= level; n_stop - 1 if
+    none."""
+    off = 0x20000000
+    k = n_from
+    while k >= n_stop:
+        if int(ring[k & _RMASK]) - off <= level:
+            return k
+        k -= 1
+    return n_stop - 1
+
+
+@micropython.viper
+def _count_above(ring: ptr32, n0: int, n1: int, level: int) -> int:
+    off = 0x20000000
+    c = 0
+    k = n0
+    while k <= n1:
+        if int(ring[k & _RMASK]) - off >= level:
+            c += 1
+        k += 1
+    return c
+
+
+@micropython.viper
+def _descent_q5(ring: ptr32, n0: int, n1: int, base_q5: int) -> int:
+    """Double integral of (vertical acceleration - baseline) over samples n0..n1, counts Q5 times
+    samples squared (clamped)."""
+    off = 0x20000000
+    v = 0
+    pos = 0
+    k = n0
+    while k <= n1:
+        v += ((int(ring[k & _RMASK]) - off) << 5) - base_q5
+        if v > _INT_CLAMP:
+            v = _INT_CLAMP
+        elif v < -_INT_CLAMP:
+            v = -_INT_CLAMP
+        pos += v >> 5
+        if pos > _POS_CLAMP:
+            pos = _POS_CLAMP
+        elif pos < -_POS_CLAMP:
+            pos = -_POS_CLAMP
+        k += 1
+    return pos
+
+
+class RepDetector:
+    """Repetitions of one exam task between begin() and end(); see the top of this file."""
+
+    def __init__(self, rate_hz=units.IMU_RATE_HZ, max_reps=8):
+        if rate_hz != 100:
+            raise ValueError("RepDetector is tuned for 100 Hz IMU samples")
+        self.max_reps = max_reps
+        self._queue = array("i", bytes(4 * 8 * max_reps))
+        self._q_head = 0
+        self._q_len = 0
+        self.dropped = 0
+        self._ticks_per_sample = units.CLOCK_HZ // rate_hz
+        self._st = array("i", bytes(4 * _N_STATE))
+        self._par = array("i", bytes(4 * _N_PAR))
+        self._par[_P_BGX] = _OFF
+        self._par[_P_BGY] = _OFF
+        # the histories (4.5 kB) are allocated by the first begin(): a device that never runs an
+        # exam does not pay for them
+        self._dobl = None
+        self._dtilt = None
+        self._mring = None
+        self._aring = None
+        self.task = _NO_TASK
+        self.side = wire.LEFT
+        self.expected = 0
+        self.begin_clock = 0
+        self.index = 0  # repetitions found since begin()
+        self._min_peak = 0
+        self._shallow = 0
+        self._min_phase = 0
+        self._min_len = 0
+        self._block_n = 0
+        self._block_clock = 0
+        self._reset_state()
+
+    @property
+    def active(self):
+        return self.task != _NO_TASK
+
+    def _reset_state(self):
+        st = self._st
+        for i in range(_N_STATE):
+            st[i] = _OFF
+
+    # --- public ---------------------------------------------------------------------------
+
+    def begin(self, task, side, expected_reps, clock):
+        """Search for repetitions of task (1-based code of hipwire.commands.EXAM_TASKS) on the
+        stance side (wire.LEFT / RIGHT) from the next sample on."""
+        if task < 1 or task >= len(_TASKS) or side not in (wire.LEFT, wire.RIGHT):
+            raise ValueError("unknown exam task or side")
+        wtilt, enter, floor, quiet, maxlen, self._min_peak, self._shallow, self._min_phase, \
+            self._min_len = _TASKS[task]
+        if self._mring is None:
+            self._dobl = array("i", bytes(4 * _DRING))
+            self._dtilt = array("i", bytes(4 * _DRING))
+            self._mring = array("i", bytes(4 * _RING))
+            self._aring = array("i", bytes(4 * _RING))
+        p = self._par
+        p[_P_WTILT] = wtilt
+        p[_P_ENTER] = enter
+        p[_P_FLOOR] = floor
+        p[_P_QUIET] = quiet
+        p[_P_MAXLEN] = maxlen
+        p[_P_IMPACT] = _IMPACT_COUNTS << 5
+        self.task = task
+        self.side = side
+        self.expected = expected_reps
+        self.begin_clock = clock
+        self.index = 0
+        self._reset_state()
+
+    def end(self, clock):
+        """Stop the search; an open repetition past a valid peak is emitted as REP_TRUNCATED."""
+        if self.task == _NO_TASK:
+            return
+        st = self._st
+        if st[_IN] - _OFF:
+            last = st[_N] - _OFF - 1
+            self._finish(last, wire.REP_TRUNCATED)
+        self.task = _NO_TASK
+        self._reset_state()
+
+    def process(self, imu, n_samples, pel_cdeg, pel_start, clock_first):
+        """imu: the block's body-frame counts (array('h'), 6 per sample); pel_cdeg from
+        pel_start: the pelvis estimator's [obliquity, tilt, rotation] per sample (not used by the
+        method above; see its first point). Returns the queue length. Outside begin()..end() it
+        only follows the gyro bias."""
+        if n_samples <= 0:
+            return self._q_len
+        if self.task == _NO_TASK:
+            _learn_bias(imu, n_samples, self._par)
+            return self._q_len
+        st = self._st
+        self._block_n = st[_N] - _OFF
+        self._block_clock = clock_first
+        done = 0
+        while done < n_samples:
+            done += _kernel(imu, _CH * done, n_samples - done, st, self._par, self._dobl,
+                            self._dtilt, self._mring, self._aring)
+            h = st[_HANDOFF] - _OFF
+            if h == 1:
+                self._finish(st[_END_N] - _OFF, 0)
+            elif h == 2:
+                self._close(st[_END_N] - _OFF)
+        return self._q_len
+
+    def pop(self, out):
+        """Move the oldest repetition into out[0:8] = start_clock, low_clock, end_clock, task,
+        side, index, flags, depth."""
+        if self._q_len == 0:
+            return False
+        q = self._queue
+        j = self._q_head * 8
+        for k in range(8):
+            out[k] = q[j + k]
+        self._q_head = (self._q_head + 1) % self.max_reps
+        self._q_len -= 1
+        return True
+
+    def pending(self):
+        return self._q_len
+
+    # --- per repetition -------------------------------------------------------------------
+
+    def _close(self, end_n):
+        st = self._st
+        st[_IN] = _OFF
+        st[_HANDOFF] = _OFF
+        st[_RESUME] = end_n + _RESUME_AFTER + _OFF
+
+    def _finish(self, end_n, flags):
+        st = self._st
+        peak = st[_PEAK] - _OFF
+        peak_n = st[_PEAK_N] - _OFF
+        entry = st[_ENTRY] - _OFF
+        impact = st[_IMPACT] - _OFF
+        self._close(end_n)
+        if peak < self._min_peak:
+            return
+        oldest = end_n - _RING + 1
+        if oldest < 0:
+            oldest = 0
+        ring = self._mring
+        if self.task == _STANCE:
+            floor = self._par[_P_FLOOR]
+            start = _last_at_or_below(ring, entry, oldest, floor) + 1
+            if impact:
+                return  # heel strikes: walking or stepping, not a stance
+        else:
+            level = (peak * 205) >> 11
+            if level < self._par[_P_FLOOR]:
+                level = self._par[_P_FLOOR]
+            start = _last_at_or_below(ring, peak_n, oldest, level) + 1
+            if start <= oldest:
+                return  # its start left the ring: too slow to be one repetition
+            if impact:
+                return  # heel strikes: walking or stepping, not a repetition
+            if peak_n - start < self._min_phase:
+                return
+            if not flags and end_n - peak_n < self._min_phase:
+                return
+            dur = end_n - start + 1
+            if not flags and _count_above(ring, start, end_n, (peak * 819) >> 10) * 5 > dur * 3:
+                return  # a held contraction, not a movement
+        if end_n - start < self._min_len:
+            return
+        if self.task == _STEP_DOWN or self.task == _SQUAT:
+            n0 = _last_at_or_below(ring, start, start - _ONSET_BACK, peak >> 5)
+            if n0 < oldest:
+                n0 = oldest
+            pos = _descent_q5(self._aring, n0, peak_n, st[_BAV] - _OFF)
+            # mm = -pos counts.samples^2 * (9.80665 / 4096 m/s^2) * (0.01 s)^2 * 1000
+            depth = ((-pos) * 251) >> 20
+        else:
+            d = (st[_PEAK_OBL] - _OFF) - ((st[_BOBL] - _OFF + 16) >> 5)
+            depth = d if self.side == wire.LEFT else -d
+        if peak < self._shallow:
+            flags |= wire.REP_SHALLOW
+        self._push(start, peak_n, end_n, flags, depth)
+
+    def _push(self, start_n, low_n, end_n, flags, depth):
+        index = self.index
+        self.index += 1
+        if self._q_len >= self.max_reps:
+            self.dropped += 1
+            return
+        j = ((self._q_head + self._q_len) % self.max_reps) * 8
+        q = self._queue
+        tps = self._ticks_per_sample
+        base = self._block_clock - self._block_n * tps
+        q[j] = base + start_n * tps
+        q[j + 1] = base + low_n * tps
+        q[j + 2] = base + end_n * tps
+        q[j + 3] = self.task
+        q[j + 4] = self.side
+        q[j + 5] = index
+        q[j + 6] = flags
+        q[j + 7] = depth
+        self._q_len += 1

@@ -1,0 +1,175 @@
+"""Float twin of firmware/dsp/reps.py (RepDetector), sample by sample in CPython: the same method
+(see the top of reps.py) with real numbers instead of fixed point, so that a difference between
+the two is a fixed-point or porting bug, not a change of method."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FS_HZ = 100
+LEFT, RIGHT = 0, 1
+TRUNCATED, SHALLOW = 0x01, 0x02
+STANCE, STEP_DOWN, SQUAT, ABDUCTION = 1, 2, 3, 4
+RING = 512
+STILL_LAG = 10
+STILL_CDEG = 12
+RESUME_AFTER = 10
+STILL_DPS = 2100 / 32 / 32.8
+BIAS_ALPHA = 1 / 256
+GYR_LSB_PER_DPS = 32.8
+ALPHA = 1 / 32
+IMPACT_G = 0.25
+ONSET_BACK = 200
+# task: (tilt used, entry, exit floor, quiet samples, max length, minimum peak, shallow below,
+# minimum rise / return, minimum duration) -- reps.py _TASKS
+TASKS = {
+    STANCE: (0, 40, 20, 50, 6000, 40, 0, 0, 500),
+    STEP_DOWN: (1, 150, 20, 1, 480, 200, 450, 30, 0),
+    SQUAT: (1, 150, 20, 1, 480, 200, 650, 30, 0),
+    ABDUCTION: (1, 70, 15, 1, 480, 100, 220, 30, 0),
+}
+G_MPS2 = 9.80665
+
+
+class RepReference:
+    def __init__(self, task, side, bias):
+        self.task, self.side = task, side
+        (self.wtilt, self.enter, self.floor, self.need_quiet, self.maxlen, self.min_peak,
+         self.shallow, self.min_phase, self.min_len) = TASKS[task]
+        self.n = 0
+        self.inside = False
+        self.resume = 0
+        self.m = np.zeros(RING)
+        self.av = np.zeros(RING)
+        self.dobl = np.zeros(64)
+        self.dtilt = np.zeros(64)
+        self.bobl = self.btilt = self.bav = 0.0
+        self.bias = bias  # [x, y] counts, shared by the tasks of one recording
+        self.thx = self.thy = 0.0
+        self.index = 0
+        self.out = []
+
+    def step(self, acc_counts, gx, gy):
+        a = np.clip(np.asarray(acc_counts, float), -8192, 8192) / 4096.0
+        av = (float(a @ a) - 1.0) / 2.0 * 4096.0  # vertical acceleration, counts
+        n = self.n
+        dx, dy = gx - self.bias[0], gy - self.bias[1]
+        self.thx += dx / GYR_LSB_PER_DPS  # cdeg: deg/s x 0.01 s x 100
+        self.thy += dy / GYR_LSB_PER_DPS
+        obl, tilt = self.thx, self.thy
+        self.dobl[n % 64], self.dtilt[n % 64], self.av[n % RING] = obl, tilt, av
+        if n == 0:
+            self.bobl, self.btilt, self.bav = obl, tilt, av
+        elif not self.inside and n >= self.resume and n >= STILL_LAG:
+            j = n - STILL_LAG
+            if abs(obl - self.dobl[j % 64]) + abs(tilt - self.dtilt[j % 64]) <= STILL_CDEG:
+                self.bobl += (obl - self.bobl) * ALPHA
+                self.btilt += (tilt - self.btilt) * ALPHA
+                self.bav += (av - self.bav) * ALPHA
+        m = abs(obl - self.bobl) + (abs(tilt - self.btilt) if self.wtilt else 0.0)
+        self.m[n % RING] = m
+        self.n = n + 1
+        if self.inside:
+            if m > self.peak:
+                self.peak, self.peak_n, self.peak_obl = m, n, obl
+            if abs(av - self.bav) > IMPACT_G * 4096:
+                self.impact += 1
+            level = max(0.1 * self.peak, self.floor)
+            self.quiet = self.quiet + 1 if (m <= level and n > self.peak_n) else 0
+            if self.quiet >= self.need_quiet:
+                self.finish(n - self.need_quiet + 1, 0)
+            elif n - self.entry >= self.maxlen:
+                self.close(n)
+        elif m > self.enter:
+            self.inside = True
+            self.entry = self.peak_n = n
+            self.peak, self.peak_obl = m, obl
+            self.quiet = self.impact = 0
+
+    def close(self, end_n):
+        self.inside = False
+        self.resume = end_n + RESUME_AFTER
+
+    def _last_at_or_below(self, n_from, n_stop, level):
+        for k in range(n_from, n_stop - 1, -1):
+            if self.m[k % RING] <= level:
+                return k
+        return n_stop - 1
+
+    def finish(self, end_n, flags):
+        self.close(end_n)
+        peak, peak_n = self.peak, self.peak_n
+        if peak < self.min_peak:
+            return
+        oldest = max(end_n - RING + 1, 0)
+        if self.task == STANCE:
+            start = self._last_at_or_below(self.entry, oldest, self.floor) + 1
+            if self.impact:
+                return
+        else:
+            level = max(0.1 * peak, self.floor)
+            start = self._last_at_or_below(peak_n, oldest, level) + 1
+            if start <= oldest or self.impact:
+                return
+            if peak_n - start < self.min_phase:
+                return
+            if not flags and end_n - peak_n < self.min_phase:
+                return
+            seg = self.m[np.arange(start, end_n + 1) % RING]
+            if not flags and np.sum(seg >= 0.8 * peak) > 0.6 * len(seg):
+                return
+        if end_n - start < self.min_len:
+            return
+        if self.task in (STEP_DOWN, SQUAT):
+            n0 = max(self._last_at_or_below(start, start - ONSET_BACK, peak / 32), oldest)
+            acc = (self.av[np.arange(n0, peak_n + 1) % RING] - self.bav) / 4096.0 * G_MPS2
+            v = np.cumsum(acc) / FS_HZ
+            pos = np.sum(v) / FS_HZ
+            depth = -pos * 1000.0
+        else:
+            d = self.peak_obl - self.bobl
+            depth = d if self.side == LEFT else -d
+        if peak < self.shallow:
+            flags |= SHALLOW
+        self.out.append((start, peak_n, end_n, self.task, self.side, self.index, flags,
+                         int(round(depth))))
+        self.index += 1
+
+    def end(self):
+        if self.inside:
+            self.finish(self.n - 1, TRUNCATED)
+
+
+def learn_bias(bias, gx, gy):
+    dx, dy = gx - bias[0], gy - bias[1]
+    if abs(dx) < STILL_DPS * GYR_LSB_PER_DPS and abs(dy) < STILL_DPS * GYR_LSB_PER_DPS:
+        bias[0] += dx * BIAS_ALPHA
+        bias[1] += dy * BIAS_ALPHA
+
+
+def detect(counts, marks, block=5):
+    """Repetitions (start, low, end sample from the recording's first, task, side, index, flags,
+    depth) of counts (N, 6) ; marks: (sample, task code, side), code 0 ends the search. Between tasks
+    the gyro bias is learned, as on the device. Marks take effect at the nearest block boundary, like the device replay."""
+    at = {}
+    for s, code, side in marks:
+        at.setdefault(int(round(s / block)) * block, []).append((code, side))
+    out = []
+    det, origin = None, 0
+    learned = [0.0, 0.0]
+    for i in range(len(counts)):
+        for code, side in at.get(i, ()):
+            if det is not None:
+                det.end()
+                out += [(r[0] + origin, r[1] + origin, r[2] + origin, *r[3:]) for r in det.out]
+                det = None
+            if code:
+                det, origin = RepReference(code, side, learned), i
+        if det is not None:
+            det.step(counts[i, :3], float(counts[i, 3]), float(counts[i, 4]))
+        else:
+            learn_bias(learned, float(counts[i, 3]), float(counts[i, 4]))
+    if det is not None:
+        det.end()
+        out += [(r[0] + origin, r[1] + origin, r[2] + origin, *r[3:]) for r in det.out]
+    return out
