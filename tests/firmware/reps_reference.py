@@ -19,7 +19,6 @@ BIAS_ALPHA = 1 / 256
 GYR_LSB_PER_DPS = 32.8
 ALPHA = 1 / 32
 IMPACT_G = 0.25
-ONSET_BACK = 200
 # task: (tilt used, entry, exit floor, quiet samples, max length, minimum peak, shallow below,
 # minimum rise / return, minimum duration) -- reps.py _TASKS
 TASKS = {
@@ -121,8 +120,10 @@ class RepReference:
         if end_n - start < self.min_len:
             return
         if self.task in (STEP_DOWN, SQUAT):
-            n0 = max(self._last_at_or_below(start, start - ONSET_BACK, peak / 32), oldest)
-            acc = (self.av[np.arange(n0, peak_n + 1) % RING] - self.bav) / 4096.0 * G_MPS2
+            n0 = max(start - (peak_n - start), oldest)
+            b0 = max(n0 - 20, oldest)
+            base = self.av[np.arange(b0, n0) % RING].mean() if b0 < n0 else self.bav
+            acc = (self.av[np.arange(n0, peak_n + 1) % RING] - base) / 4096.0 * G_MPS2
             v = np.cumsum(acc) / FS_HZ
             pos = np.sum(v) / FS_HZ
             depth = -pos * 1000.0

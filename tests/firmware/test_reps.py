@@ -195,12 +195,12 @@ def test_device_matches_reference(sim_runs):
         reference = run_reference(counts, marks)
         a, b, c, pairs = match(reference, device, tol=3)
         tp, fp, fn = tp + a, fp + b, fn + c
-        depth_diff += [abs(f[7] - r[7]) for r, f in pairs if r[3] in (1, 4)]
+        depth_diff += [abs(f[7] - r[7]) for r, f in pairs]
     agreement = 2 * tp / (2 * tp + fp + fn)
     print("device vs float twin: agreement", agreement, "tp", tp, "fp", fp, "fn", fn,
-          "obliquity depth difference median", np.median(depth_diff))
+          "depth difference median", np.median(depth_diff))
     assert agreement >= FLOOR_AGREEMENT
-    assert np.median(depth_diff) <= 10  # cdeg; the descent (mm) does not work yet (below)
+    assert np.median(depth_diff) <= 10  # cdeg or mm
 
 
 def test_simulated_repetitions_are_found(sim_runs):
@@ -223,8 +223,10 @@ def test_simulated_repetitions_are_found(sim_runs):
         print("depth error", cmd.EXAM_TASKS[task - 1], np.median(errs), np.percentile(np.abs(errs), 90))
     assert f1 >= FLOOR_F1
     assert fp <= FLOOR_FP
-    # abduction: swing-side obliquity at the low (cdeg) near the truth. The step-down / squat
-    # descent (mm) is not checked: it measures ~100 mm short (median error -113 / -116 mm).
+    # abduction: swing-side obliquity at the low (cdeg); step-down / squat: descent (mm). Measured
+    # median errors -9 mm, -7 mm, +2 cdeg; but 1 in 10 descents is off by more than 0.5 m (a start
+    # that is not the movement's: the double integral then runs over the wrong stretch).
+    assert abs(np.median(depth_err[2])) <= 25 and abs(np.median(depth_err[3])) <= 25
     assert abs(np.median(depth_err[4])) <= 30
 
 
