@@ -22,9 +22,11 @@
 #   than 12 cdeg over the last 0.1 s) and no repetition is open: the pose held on the stance leg.
 # - A repetition opens when m exceeds the task's entry level; its low is where m peaks; it ends at
 #   the first sample after the low where m is back to 10 % of its peak (the truth definition of
-#   the exam contract), held for 0.5 s for a stance (sway on one leg crosses 10 % of a small drop).
+#   the exam contract); a stance ends when m is back to 25 % of its peak for 0.5 s (sway on one
+#   leg crosses a small drop's 10 %, and the two-leg pose after the foot comes down keeps some).
 #   Its start is found backwards in a 5 s ring: the last sample at or below 10 % of the peak
-#   before the low (stance: below the entry floor before m first rose, i.e. the foot coming off).
+#   before the low (stance: found on entry, the last sample at the exit floor, i.e. the foot
+#   coming off).
 # - Kept only if it looks like one: peak >= the task's minimum, rise and return >= 0.3 s each
 #   (walking's pelvic oscillation is faster), no impact (|vertical acceleration - baseline| >
 #   0.25 g: heel strikes), not a plateau (more than 60 % of its time above 80 % of its peak is a
@@ -76,6 +78,7 @@ _CH = const(6)
 _ONE_G_SQ = const(1 << 24)  # (4096 counts)^2
 _ACC_CLAMP = const(8192)  # 2 g
 _INT_CLAMP = const(1 << 28)  # velocity, Q5
+_STANCE_BACK = const(200)  # samples searched back for a stance's start
 _PRE = const(20)  # samples before the onset that give the acceleration's still level
 _POS_CLAMP = const(1 << 22)  # ~1000 mm: keeps pos * 251 below 2^30
 
@@ -96,7 +99,8 @@ _HANDOFF = const(12)  # 1: a repetition ended at _END_N; 2: one ran past the rin
 _END_N = const(13)
 _THX = const(14)  # roll / pitch rate minus bias, integrated: Q5 counts x samples
 _THY = const(15)
-_N_STATE = const(16)
+_START = const(16)  # a stance's start
+_N_STATE = const(17)
 
 # Parameter slots (stored as is, non-negative)
 _P_WTILT = const(0)  # 1: tilt is part of m
@@ -107,7 +111,8 @@ _P_MAXLEN = const(4)  # samples from entry
 _P_IMPACT = const(5)  # counts of vertical acceleration, Q5
 _P_BGX = const(6)  # gyro bias (roll, pitch), counts Q13 (< 2^28), stored + _OFF; kept across tasks
 _P_BGY = const(7)
-_N_PAR = const(8)
+_P_EXIT = const(8)  # exit level, fraction of the peak in Q11
+_N_PAR = const(9)
 
 _NO_TASK = const(0)
 _STANCE = const(1)
@@ -156,6 +161,7 @@ def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: pt
     need_quiet = int(par[_P_QUIET])
     maxlen = int(par[_P_MAXLEN])
     impact_q5 = int(par[_P_IMPACT])
+    exit_q11 = int(par[_P_EXIT])
     handoff = 0
     end_n = 0
     i = 0
@@ -234,7 +240,7 @@ def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: pt
             d = (av << 5) - bav
             if d > impact_q5 or d < -impact_q5:
                 impact += 1
-            level = (peak * 205) >> 11  # 10 % of the peak
+            level = (peak * exit_q11) >> 11  # 10 % of the peak (stance: 25 %)
             if level < floor:
                 level = floor
             if m <= level and n > peak_n:
@@ -254,6 +260,13 @@ def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: pt
         elif m > enter:
             inside = 1
             entry = n
+            if need_quiet > 1:  # a stance: its start (the foot coming off) is found now, since
+                j = n - 1  # the hold may outlast the ring
+                while j >= 0 and j > n - _STANCE_BACK:
+                    if int(mring[j & _RMASK]) - off <= floor:
+                        break
+                    j -= 1
+                st[_START] = j + 1 + off
             peak = m
             peak_n = n
             peak_obl = obl
@@ -422,6 +435,7 @@ class RepDetector:
         p[_P_QUIET] = quiet
         p[_P_MAXLEN] = maxlen
         p[_P_IMPACT] = _IMPACT_COUNTS << 5
+        p[_P_EXIT] = 512 if task == _STANCE else 205
         self.task = task
         self.side = side
         self.expected = expected_reps
@@ -502,8 +516,7 @@ class RepDetector:
             oldest = 0
         ring = self._mring
         if self.task == _STANCE:
-            floor = self._par[_P_FLOOR]
-            start = _last_at_or_below(ring, entry, oldest, floor) + 1
+            start = st[_START] - _OFF
             if impact:
                 return  # heel strikes: walking or stepping, not a stance
         else:

@@ -73,7 +73,7 @@ class RepReference:
                 self.peak, self.peak_n, self.peak_obl = m, n, obl
             if abs(av - self.bav) > IMPACT_G * 4096:
                 self.impact += 1
-            level = max(0.1 * self.peak, self.floor)
+            level = max((0.25 if self.task == STANCE else 0.1) * self.peak, self.floor)
             self.quiet = self.quiet + 1 if (m <= level and n > self.peak_n) else 0
             if self.quiet >= self.need_quiet:
                 self.finish(n - self.need_quiet + 1, 0)
@@ -82,6 +82,11 @@ class RepReference:
         elif m > self.enter:
             self.inside = True
             self.entry = self.peak_n = n
+            if self.task == STANCE:
+                j = n - 1
+                while j >= 0 and j > n - 200 and self.m[j % RING] > self.floor:
+                    j -= 1
+                self.stance_start = j + 1
             self.peak, self.peak_obl = m, obl
             self.quiet = self.impact = 0
 
@@ -102,7 +107,7 @@ class RepReference:
             return
         oldest = max(end_n - RING + 1, 0)
         if self.task == STANCE:
-            start = self._last_at_or_below(self.entry, oldest, self.floor) + 1
+            start = self.stance_start
             if self.impact:
                 return
         else:

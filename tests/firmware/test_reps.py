@@ -230,8 +230,8 @@ def test_simulated_repetitions_are_found(sim_runs):
     assert abs(np.median(depth_err[4])) <= 30
 
 
-# A little under what the detector measures on these four patients: F1 0.66 (tp 76, fp 26, fn 52);
-# per patient tp/fp/fn 28/3/4, 20/13/12, 15/6/17, 13/4/19. Far from the 0.98 target: the misses
+# A little under what the detector measures on these four patients: F1 0.68 (tp 77, fp 23, fn 51);
+# per patient tp/fp/fn 28/2/4, 21/11/11, 15/6/17, 13/4/19. Far from the 0.98 target: the misses
 # are mostly single-leg stances (healthy side: a 0.5 deg drop in the sway), abductions and slow or
 # hurried repetitions merging or splitting (bench/bench_reps.py has the per-task figures).
 FLOOR_F1 = 0.6
