@@ -122,6 +122,17 @@ class RepReference:
             seg = self.m[np.arange(start, end_n + 1) % RING]
             if not flags and np.sum(seg >= 0.8 * peak) > 0.6 * len(seg):
                 return
+        if self.task != STANCE:
+            # the 10 % crossings from the half-peak ones (a smooth ramp: 1.59 x farther from the
+            # low), which the baseline's error and the sway move far less
+            half = peak / 2
+            r50 = self._last_at_or_below(peak_n, start, half) + 1
+            f50 = peak_n
+            while f50 < end_n and self.m[f50 % RING] > half:
+                f50 += 1
+            start = peak_n - ((peak_n - r50) * 407 + 128) // 256  # x 1.59, as on the device
+            if f50 < end_n:
+                end_n = peak_n + ((f50 - peak_n) * 407 + 128) // 256
         if end_n - start < self.min_len:
             return
         if self.task in (STEP_DOWN, SQUAT):
