@@ -60,7 +60,10 @@ def main() -> None:
                                   ("cmd_session_read", c.OP_SESSION_READ, 9, [2, 4096, 65536]),
                                   ("cmd_time_sync", c.OP_TIME_SYNC, 10, [1763700000123]),
                                   ("cmd_info", c.OP_INFO, 1, []),
-                                  ("cmd_set_mvc", c.OP_SET_MVC, 11, [412, 388, 0, 164])):
+                                  ("cmd_set_mvc", c.OP_SET_MVC, 11, [412, 388, 0, 164]),
+                                  ("cmd_task_step_down_left", c.OP_TASK, 14,
+                                   [1 + c.EXAM_TASKS.index("step_down"), f.LEFT, 5]),
+                                  ("cmd_task_stop", c.OP_TASK, 15, [c.TASK_NONE, f.LEFT, 0])):
         vectors.append({"name": name, "kind": "command",
                         "args": {"op": op, "token": token, "values": args},
                         "hex": c.encode_command(op, token, *args).hex(),
@@ -71,7 +74,8 @@ def main() -> None:
             ("resp_time_sync", c.OP_TIME_SYNC, 10, c.OK, [5000]),
             ("resp_cal_info", c.OP_CAL_INFO, 12, c.OK,
              [c.CAL_HAS_STANDING, 1764600000, 412, 388, 0, 164, 1764600300]),
-            ("resp_rec_status", c.OP_REC_STATUS, 13, c.OK, [c.REC_RECORDING, 7, 95, 91234, 13800])):
+            ("resp_rec_status", c.OP_REC_STATUS, 13, c.OK, [c.REC_RECORDING, 7, 95, 91234, 13800]),
+            ("resp_task", c.OP_TASK, 14, c.OK, [2461000])):
         packed = [bytes.fromhex(a) if isinstance(a, str) else a for a in args]
         n = c.encode_response(buf, token, op, status, *packed)
         vectors.append({"name": name, "kind": "response",
@@ -102,6 +106,22 @@ def main() -> None:
     vectors.append({"name": "record_of_calibration", "kind": "record",
                     "args": {"frame": cal[:n].hex(), "calibration": fields},
                     "hex": out[:m].hex(), "decoded": {"frame": cal[:n].hex(), "calibration": fields}})
+    # REP (added after the others: record_of_event above takes vectors[4]): a step-down repetition
+    # of the left leg, lowest point 0.7 s and end 1.6 s after its start, 62 mm deep, shallow; and
+    # a single-leg stance hold of the right leg ended by the task's end (a clock past 2^31 too)
+    for name, args in (("rep_step_down_left", {
+            "seq": 22, "clock": 2461000 + 3250, "task": 1 + c.EXAM_TASKS.index("step_down"),
+            "side": f.LEFT, "index": 2, "flags": f.REP_SHALLOW, "low_ticks": 700,
+            "end_ticks": 1600, "depth": 62}),
+            ("rep_stance_right_truncated", {
+                "seq": 65535, "clock": 3000000000, "task": 1 + c.EXAM_TASKS.index("single_leg_stance"),
+                "side": f.RIGHT, "index": 0, "flags": f.REP_TRUNCATED, "low_ticks": 12400,
+                "end_ticks": 30000, "depth": -135})):
+        n = f.encode_rep(buf, args["seq"], args["clock"], args["task"], args["side"],
+                         args["index"], args["flags"], args["low_ticks"], args["end_ticks"],
+                         args["depth"])
+        vectors.append({"name": name, "kind": "rep", "args": args, "hex": buf[:n].hex(),
+                        "decoded": to_json_dict(decode(bytes(buf[:n])))})
     text = json.dumps({"version": f.VERSION, "vectors": vectors}, indent=1, sort_keys=True)
     (ROOT / "shared" / "hipwire" / "golden.json").write_text(text + "\n")
     print(f"wrote {len(vectors)} vectors")

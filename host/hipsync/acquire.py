@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hipwire import commands as cmd
+from hipwire import frames as wire
 from hipwire import units
 from hipwire.records import CAPTURE_MAGIC, encode_capture_entry
 
@@ -40,6 +41,7 @@ IDLE_TIMEOUT_S = 15.0
 OUT_OF_REACH_S = 120.0
 GAP_WAIT_S = 0.5
 MUSCLE_CHANNELS = {name: i for i, name in enumerate(units.EMG_CHANNELS)}
+_SIDE_CODES = {"l": wire.LEFT, "left": wire.LEFT, "r": wire.RIGHT, "right": wire.RIGHT}
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ class LiveSession:
             self.capture = open(capture_path, "wb")  # noqa: SIM115 - closed in stop()
             self.capture.write(CAPTURE_MAGIC)
         self.on_frame = on_frame
-        self.listeners: list[Callable[[Received], None]] = []  # more on_frame callbacks (guides)
+        # more on_frame callbacks (guides): each gets every frame as it is stored, REP frames
+        # (protocol.Rep, one per repetition the device found, at its end) among them
+        self.listeners: list[Callable[[Received], None]] = []
         self._failure: BaseException | None = None  # what ended the reconnect watcher
         self.device_time_s = 0.0
         self.latest_status: Status | None = None
@@ -267,6 +271,27 @@ class LiveSession:
         self.store.set_calibration(self.session_id, standing_deg=(0.0, 0.0, 0.0),
                                    source=f"device calibration (standing at device time "
                                           f"{t0_s:.0f}-{t1_s:.0f} s)")
+
+    async def set_task(self, task_name: str | None, side: str | None, reps: int = 0) -> float:
+        """Tell the device which exam task runs (OP_TASK), so it looks for that task's repetitions
+        on the stance side; task_name None stops the search (a repetition still open is sent
+        truncated). side: "L"/"R" (or "left"/"right"); reps: how many are expected (0 unknown).
+        Returns the device time (s, on the frames' time line) at which the search started or
+        stopped. Sending the active task again is a no-op that returns the same time, so the link
+        may re-send it after a reconnect."""
+        if task_name is None:
+            code, side_code = cmd.TASK_NONE, wire.LEFT
+        else:
+            if task_name not in cmd.EXAM_TASKS:
+                raise ValueError(f"unknown exam task {task_name!r}; one of {', '.join(cmd.EXAM_TASKS)}")
+            code = 1 + cmd.EXAM_TASKS.index(task_name)
+            side_code = _SIDE_CODES.get(side.lower() if isinstance(side, str) else side)
+            if side_code is None:
+                raise ValueError(f"side must be 'L' or 'R', not {side!r}")
+        if not 0 <= reps <= 255:
+            raise ValueError(f"reps must be 0..255, not {reps}")
+        _, values = await self.link.command(cmd.OP_TASK, code, side_code, reps)
+        return self.assembler.unwrap_clock(values[0]) / units.CLOCK_HZ
 
     async def _calibrate(self, code: int) -> int | None:
         try:

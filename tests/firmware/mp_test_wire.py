@@ -30,6 +30,9 @@ def _encode(vector):
     elif kind == "status":
         n = wire.encode_status(buf, a["max_len"], a["seq"], a["clock"], a["first_page"],
                                array("i", a["values"]))
+    elif kind == "rep":
+        n = wire.encode_rep(buf, a["seq"], a["clock"], a["task"], a["side"], a["index"],
+                            a["flags"], a["low_ticks"], a["end_ticks"], a["depth"])
     elif kind == "command":
         data = cmd.encode_command(a["op"], a["token"], *a["values"])
         return hexlify(data).decode()
@@ -63,19 +66,29 @@ def test_shared_decoders_agree_with_golden_fields():
             assert channels == vector["decoded"]["channels"], vector["name"]
         elif vector["kind"] == "status":
             assert wire.decode_status(unhexlify(vector["hex"])) == vector["decoded"]["fields"]
+        elif vector["kind"] == "rep":
+            d = vector["decoded"]
+            task, side, index, flags, low, end, depth = wire.decode_rep(unhexlify(vector["hex"]))
+            assert cmd.EXAM_TASKS[task - 1] == d["task"], vector["name"]
+            assert side == (wire.LEFT if d["side"] == "L" else wire.RIGHT)
+            assert (index, flags, low, end, depth) == (d["index"], d["flags"], d["low_ticks"],
+                                                       d["end_ticks"], d["depth"])
 
 
 def test_frame_encoders_allocate_nothing():
     buf = bytearray(wire.MAX_FRAME)
     samples = array("i", [(k * 37) % 500 for k in range(200)])
     status = array("i", range(wire.N_STATUS_VALUES))
-    lengths = array("i", [0, 0, 0])
+    lengths = array("i", [0, 0, 0, 0])
     micropython.heap_lock()
     try:
         for i in range(50):
             lengths[0] = wire.encode_batch(buf, 244, wire.ENVELOPE, i, i * 500, 10, samples, 0, 50, 4)
             lengths[1] = wire.encode_event(buf, i, i * 10, wire.IC, wire.LEFT, i)
             lengths[2] = wire.encode_status(buf, 20 + i, i, i, i % 5, status)
+            # out-of-range offsets and depth take the clamping branches too
+            lengths[3] = wire.encode_rep(buf, i, i * 10, 2, wire.RIGHT, i, 0, i * 20,
+                                         i * 1500, i * 900 - 20000)
     finally:
         micropython.heap_unlock()
-    assert lengths[0] > 100 and lengths[1] == 14 and lengths[2] <= 69
+    assert lengths[0] > 100 and lengths[1] == 14 and lengths[2] <= 69 and lengths[3] == 20

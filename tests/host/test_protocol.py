@@ -16,6 +16,7 @@ from hipsync.protocol import (
     Event,
     Pelvis,
     ProtocolError,
+    Rep,
     Status,
     StreamAssembler,
     UnsupportedFrame,
@@ -27,7 +28,7 @@ from hipwire import frames as f
 from hipwire import records as r
 
 GOLDEN = json.loads((Path(__file__).resolve().parents[2] / "shared/hipwire/golden.json").read_text())
-STREAM_KINDS = {"batch", "event", "status"}
+STREAM_KINDS = {"batch", "event", "status", "rep"}
 
 
 @pytest.mark.parametrize("vector", GOLDEN["vectors"], ids=lambda v: v["name"])
@@ -59,7 +60,9 @@ def test_golden_vector_decodes_to_its_fields(vector):
 
 def test_golden_vectors_cover_every_frame_type():
     types = {bytes.fromhex(v["hex"])[0] for v in GOLDEN["vectors"] if v["kind"] in STREAM_KINDS}
-    assert {f.ENVELOPE, f.PELVIS, f.EVENT, f.STATUS} <= types
+    assert {f.ENVELOPE, f.PELVIS, f.EVENT, f.STATUS, f.REP} <= types
+    ops = {v["args"]["op"] for v in GOLDEN["vectors"] if v["kind"] in ("command", "response")}
+    assert c.OP_TASK in ops
 
 
 def test_minimum_mtu_frames_fit_twenty_bytes():
@@ -126,6 +129,53 @@ def test_event_round_trip(seq, clock, kind, side, stride):
     assert isinstance(ev, Event)
     assert (ev.kind, ev.side, ev.stride) == ("IC" if kind == f.IC else "FC",
                                              "L" if side == f.LEFT else "R", stride)
+
+
+@given(st.integers(0, 65535), st.integers(0, 2 ** 32 - 1), st.integers(1, len(c.EXAM_TASKS)),
+       st.sampled_from([f.LEFT, f.RIGHT]), st.integers(0, 255), st.integers(0, 255),
+       st.integers(0, 65535), st.integers(0, 65535), st.integers(-32768, 32767))
+def test_rep_round_trip_agrees_with_the_shared_decoder(seq, clock, task, side, index, flags, a, b,
+                                                       depth):
+    low, end = min(a, b), max(a, b)
+    buf = bytearray(32)
+    n = f.encode_rep(buf, seq, clock, task, side, index, flags, low, end, depth)
+    frame = bytes(buf[:n])
+    rep = decode(frame)
+    assert isinstance(rep, Rep) and n == 20 <= f.MIN_ATT_PAYLOAD
+    assert (rep.header.seq, rep.header.clock) == (seq, clock)
+    assert (rep.task, rep.side, rep.index, rep.flags, rep.low_ticks, rep.end_ticks, rep.depth) == (
+        c.EXAM_TASKS[task - 1], "L" if side == f.LEFT else "R", index, flags, low, end, depth)
+    got = f.decode_rep(frame)
+    assert got == (task, side, index, flags, low, end, depth)
+    assert rep.depth_units == f.REP_DEPTH_UNITS[task - 1]
+
+
+def test_rep_encoder_clamps_and_the_decoders_refuse_bad_fields_alike():
+    buf = bytearray(32)
+    n = f.encode_rep(buf, 1, 5000, 2, f.LEFT, 300, 0x1FF, 70000, 90000, -50000)
+    rep = decode(bytes(buf[:n]))
+    assert (rep.index, rep.flags, rep.low_ticks, rep.end_ticks, rep.depth) == (
+        300 & 0xFF, 0xFF, 0xFFFF, 0xFFFF, -32768)
+    assert rep.flag_names() == ["truncated", "shallow"]
+    # task 0 (none) and past the list, side 2, lowest point after the end: the host decoder raises
+    # ProtocolError with the shared decoder's FrameError message
+    for task, side, low, end, message in ((0, f.LEFT, 1, 2, "unknown exam task 0"),
+                                          (len(c.EXAM_TASKS) + 1, f.LEFT, 1, 2, "unknown exam task"),
+                                          (1, 2, 1, 2, "unknown repetition side 2"),
+                                          (1, f.RIGHT, 3, 2, "lowest point after its end")):
+        n = f.encode_rep(buf, 1, 5000, task, side, 0, 0, low, end, 0)
+        frame = bytes(buf[:n])
+        with pytest.raises(f.FrameError, match=message):
+            f.decode_rep(frame)
+        with pytest.raises(ProtocolError, match=message):
+            decode(frame)
+    # one byte too many or too few, resealed so only the length is wrong
+    n = f.encode_rep(buf, 1, 5000, 1, f.LEFT, 0, 0, 1, 2, 0)
+    for body in (bytes(buf[:n - 2]) + b"\x00", bytes(buf[:n - 3])):
+        frame = bytearray(body + b"\x00\x00")
+        f.seal(frame, len(frame) - 2)
+        with pytest.raises(ProtocolError, match="REP frame must be 20 bytes"):
+            decode(bytes(frame))
 
 
 @given(st.lists(st.integers(0, 255), min_size=f.N_STATUS_VALUES, max_size=f.N_STATUS_VALUES),
@@ -294,6 +344,62 @@ def test_one_corrupt_clock_does_not_shift_the_rest():
     good = [r.clock for r in out if not r.clock_suspect]
     assert all(b - a == 50 for a, b in zip(good, good[1:]) if b - a != 100)
     assert good[-1] - good[0] == 9 * 50
+
+
+def test_rep_frames_pass_through_with_unwrapped_clocks_and_loss_accounting():
+    """A REP frame arrives when its repetition ends but carries its start: it is delivered like an
+    event (seq counted, clock unwrapped across the 32-bit wrap), not taken as a clock point."""
+    buf = bytearray(f.MAX_FRAME)
+    clock0 = 2 ** 32 - 20_000  # wraps during the hold
+    frames = []
+    for i in range(40):
+        n = f.encode_batch(buf, 244, f.ENVELOPE, i, (clock0 + 1000 * i) % 2 ** 32, 10,
+                           array("i", [i] * 20), 0, 5, 4)
+        frames.append((bytes(buf[:n]), 1.0 * i))
+    # after the batch of 30 s: a 30 s stance hold that started at 0 s (before the wrap)
+    n = f.encode_rep(buf, 40, clock0, 1, f.RIGHT, 0, 0, 12_000, 30_000, 250)
+    frames.append((bytes(buf[:n]), 30.2))
+    for i in range(41, 45):
+        n = f.encode_batch(buf, 244, f.ENVELOPE, i, (clock0 + 1000 * (i - 1)) % 2 ** 32, 10,
+                           array("i", [i] * 20), 0, 5, 4)
+        frames.append((bytes(buf[:n]), 1.0 * (i - 1)))
+    del frames[20]  # one lost frame
+    asm = StreamAssembler()
+    out = []
+    for data, t in frames:
+        out += asm.push_bytes(data, t)
+    out += asm.flush()
+    reps = [r for r in out if isinstance(r.frame, Rep)]
+    assert len(reps) == 1 and not reps[0].clock_suspect and not reps[0].late
+    assert reps[0].clock == clock0 and reps[0].seq == 40
+    after = [r.clock for r in out if r.seq > 40]
+    assert after == [clock0 + 1000 * (i - 1) for i in range(41, 45)]  # past 2^32, unwrapped
+    assert asm.stats.frames_lost == 1 and asm.stats.frames_received == 44
+    # the REP's (start clock, arrival) pair is not in the fit: host time still follows the batches
+    assert asm.clock_map.n_points == 43
+    assert asm.clock_map.host_time(clock0 + 30_000) == pytest.approx(30.0, abs=1e-6)
+
+
+def test_a_late_rep_frame_is_delivered_and_taken_off_the_lost_count():
+    buf = bytearray(f.MAX_FRAME)
+    frames = []
+    for i in range(100):
+        if i == 10:
+            n = f.encode_rep(buf, i, 100_000 + 50 * i - 1600, 2, f.LEFT, 3, 0, 700, 1600, 55)
+        else:
+            n = f.encode_event(buf, i, 100_000 + 50 * i, f.IC, f.LEFT, i)
+        frames.append(bytes(buf[:n]))
+    asm = StreamAssembler(reorder_window=16)
+    out = []
+    for i, fr in enumerate(frames):
+        if i != 10:
+            out += asm.push_bytes(fr, 0.05 * i)
+    assert asm.stats.frames_lost == 1
+    out += asm.push_bytes(frames[10], 5.0)
+    out += asm.flush()
+    late = [r for r in out if r.late]
+    assert [type(r.frame) for r in late] == [Rep] and late[0].clock == 100_000 + 500 - 1600
+    assert asm.stats.frames_lost == 0 and asm.stats.late == 1
 
 
 def _epoch(n_frames: int, seq0: int, clock0: int, host0_s: float):

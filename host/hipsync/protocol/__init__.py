@@ -11,6 +11,7 @@ from .frames import (
                      Pelvis,
                      ProtocolError,
                      RawEmg,
+                     Rep,
                      Status,
                      UnsupportedFrame,
                      decode,
@@ -19,5 +20,5 @@ from .frames import (
 )
 
 __all__ = ["Batch", "ClockMap", "Envelope", "Event", "Frame", "Header", "LinkStats", "Pelvis",
-           "ProtocolError", "RawEmg", "Received", "Status", "StreamAssembler", "UnsupportedFrame",
+           "ProtocolError", "RawEmg", "Received", "Rep", "Status", "StreamAssembler", "UnsupportedFrame",
            "decode", "to_json_dict", "type_name"]

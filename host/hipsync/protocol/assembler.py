@@ -10,7 +10,7 @@ from hipwire import frames as wire
 from hipwire.units import CLOCK_HZ
 
 from .clock import ClockMap
-from .frames import Batch, Frame, ProtocolError, UnsupportedFrame, decode
+from .frames import Batch, Frame, ProtocolError, Rep, UnsupportedFrame, decode
 
 _SEQ_MOD = 1 << 16
 _CLOCK_MOD = 1 << 32
@@ -151,6 +151,20 @@ class StreamAssembler:
         self._start = 0
         return out
 
+    def unwrap_clock(self, raw_clock: int) -> int:
+        """A u32 device clock from a command reply (OP_TASK, TIME_SYNC) on the frames' time line:
+        the same epoch offset and unwrapping as the frames' clocks."""
+        raw = (raw_clock + self._clock_base) % _CLOCK_MOD
+        ref = self._clock_ref
+        if ref is None:  # nothing released yet: the frames waiting give the first clocks
+            waiting = [f for f, _ in self._pending.values()]
+            if self._held is not None:
+                waiting.append(self._held[0])
+            if not waiting:
+                return raw
+            return _unwrap(raw, self._raw_clock(waiting[0]), _CLOCK_MOD)
+        return _unwrap(raw, ref, _CLOCK_MOD)
+
     # -- input
     def push_bytes(self, data: bytes, host_time_s: float) -> list[Received]:
         try:
@@ -269,11 +283,15 @@ class StreamAssembler:
             clock = _unwrap(raw, raw if self._clock_ref is None else self._clock_ref, _CLOCK_MOD)
             if suspect:
                 self.stats.clock_suspect += 1
-            else:
+            elif not isinstance(frame, Rep):
+                # a REP frame is sent when its repetition ends, but its clock is the start (up to a
+                # 30 s hold earlier): it is neither "now" for the unwrapping reference nor a
+                # (clock, arrival) pair for the drift fit. Its clock is still unwrapped and checked.
                 self._clock_ref = clock
         if not suspect:
             if isinstance(frame, Batch):
                 cov = self.stats.coverage.setdefault(frame.header.type, _Coverage())
                 cov.add(clock, frame.n_samples, frame.period_ticks)
-            self.clock_map.add(clock, t)
+            if not isinstance(frame, Rep):
+                self.clock_map.add(clock, t)
         return [Received(frame, useq, clock, t, late=late, clock_suspect=suspect)]
