@@ -20,7 +20,7 @@ from hipsync.analysis import analyse
 from hipsync.analysis import synthetic as syn
 from hipsync.export import ExportError, to_csv, to_edf
 from hipsync.export.edf import check_edf
-from hipsync.session import Task
+from hipsync.session import REP_DTYPE, Task
 from hipsync.store import OutputNotWritable, open_store
 
 BASE_S = 1234.567  # device clock of the first (pelvis) sample
@@ -41,7 +41,14 @@ def _build():
     moved = [Task(t.name, t.t_start_s + BASE_S - (1.0 if t.name == "standing" else 0.0),
                   t.t_end_s + BASE_S) for t in s.tasks]
     s.tasks = [Task("before_recording", BASE_S - 5.0, BASE_S - 2.0), *moved]
+    s.reps = np.array(REPS, dtype=REP_DTYPE)
     return s
+
+
+# exam repetitions the device found (t_start_s, t_low_s, t_end_s, task, side, index, flags, depth):
+# a shallow step-down, a truncated stance hold with a swing-side rise, listed out of start order
+REPS = [(BASE_S + 12.25, BASE_S + 12.95, BASE_S + 13.85, "step_down", "L", 1, 2, 62.0),
+        (BASE_S + 4.5, BASE_S + 9.0, BASE_S + 10.0, "single_leg_stance", "R", 0, 1, -135.0)]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +185,8 @@ def tables(stored, tmp_path_factory):
 def test_csv_tables_written(tables):
     result, t = tables
     assert [p.name for p in result] == [f"s1_{n}.csv" for n in
-                                        ("envelope", "pelvis", "events", "tasks", "status", "strides")]
+                                        ("envelope", "pelvis", "events", "reps", "tasks", "status",
+                                         "strides")]
     assert result.notes == []
 
 
@@ -214,6 +222,28 @@ def test_csv_wire_wrapped_unknown_stride_is_empty(stored, tmp_path):
     path = to_edf(s2, tmp_path / "w.edf")
     with pyedflib.EdfReader(str(path)) as r:
         assert not any("65535" in t for t in r.readAnnotations()[2])
+
+
+def test_csv_reps_in_start_order_with_their_units(stored, tables):
+    _, t = tables
+    assert t["reps"] == [
+        {"task": "single_leg_stance", "side": "R", "index": "0", "t_start_s": f"{BASE_S + 4.5:.3f}",
+         "t_low_s": f"{BASE_S + 9.0:.3f}", "t_end_s": f"{BASE_S + 10.0:.3f}", "duration_s": "5.500",
+         "flags": "truncated", "depth_mm": "", "depth_deg": "-1.35"},
+        {"task": "step_down", "side": "L", "index": "1", "t_start_s": f"{BASE_S + 12.25:.3f}",
+         "t_low_s": f"{BASE_S + 12.95:.3f}", "t_end_s": f"{BASE_S + 13.85:.3f}", "duration_s": "1.600",
+         "flags": "shallow", "depth_mm": "62", "depth_deg": ""}]
+
+
+def test_edf_reps_annotated_with_their_duration_and_lowest_point(edf):
+    start = BASE_S  # the file starts at the first (pelvis) sample
+    ann = [(round(o, 4), round(d, 4), t) for o, d, t in edf["ann"] if t.startswith("rep ")]
+    assert sorted(ann) == sorted([
+        (4.5, 5.5, "rep single_leg_stance R 0 truncated"),
+        (9.0, -1.0, "rep low single_leg_stance R 0"),
+        (12.25, 1.6, "rep step_down L 1 shallow"),
+        (12.95, -1.0, "rep low step_down L 1")])
+    assert start == pytest.approx(edf["session"].pelvis_t_s[0])
 
 
 def test_csv_tasks(stored, tables):
@@ -260,7 +290,7 @@ def test_csv_without_analysis_notes_why(stored, tmp_path):
     s2 = type(s)(s.envelope_t_s, s.envelope_uv, s.pelvis_t_s, s.pelvis_deg, s.events[:0],
                  s.status, s.tasks, s.calibration, s.metadata)
     result = to_csv(s2, tmp_path)
-    assert len(result) == 5 and "strides.csv not written" in result.notes[0]
+    assert len(result) == 6 and "strides.csv not written" in result.notes[0]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -277,7 +307,7 @@ def test_cli_export_edf_and_csv(stored, tmp_path):
     assert proc.stdout.strip() == str(tmp_path / f"session_{sid}.edf")
     proc = _cli("--store", str(store), "export", str(sid), "--out", str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.split()) == 6 and len(list((tmp_path / "c").glob("*.csv"))) == 6
+    assert len(proc.stdout.split()) == 7 and len(list((tmp_path / "c").glob("*.csv"))) == 7
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -17,6 +17,7 @@ from hipsync.provision import provision_virtual
 from hipsync.secrets import SecretStore
 from hipsync.store import open_store
 from hipwire import commands as cmd
+from hipwire import frames as wire
 from hipwire import records
 from hipwire.frames import FrameError
 from hipwire.records import scan_records
@@ -285,3 +286,53 @@ def test_a_sync_for_another_patient_is_refused_before_anything_moves(folder):
             await dev.stop()
 
     _run(go())
+
+
+def _with_reps(frames: list[bytes], reps: dict[int, tuple]) -> list[bytes]:
+    """The frames with a REP frame after frame i for each reps[i] = (start clock, task, side, index,
+    flags, low ticks, end ticks, depth), renumbered so seq stays one counter over all of them."""
+    out, buf = [], bytearray(wire.MAX_FRAME)
+    for i, fr in enumerate(frames):
+        out.append(bytearray(fr))
+        if i in reps:
+            n = wire.encode_rep(buf, 0, *reps[i])
+            out.append(bytearray(buf[:n]))
+    for seq, fr in enumerate(out):
+        fr[2:4] = seq.to_bytes(2, "little")
+        wire.seal(fr, len(fr) - 2)
+    return [bytes(fr) for fr in out]
+
+
+def test_rep_frames_in_a_recording_land_in_the_store(folder):
+    secrets = SecretStore(folder / "secrets.json")
+    step_down = 1 + cmd.EXAM_TASKS.index("step_down")
+    base = representative_frames(6, 31)
+    clocks = [wire.check(f)[3] for f in base]
+    # after the first frame past 3 s and past 5.5 s: repetitions that started 1.8 s before
+    after = [next(i for i, c in enumerate(clocks) if c >= t) for t in (3000, 5500)]
+    reps = {after[0]: (1200, step_down, wire.LEFT, 0, 0, 700, 1600, 62),
+            after[1]: (3700, step_down, wire.LEFT, 1, wire.REP_SHALLOW, 650, 1500, 30)}
+    frames = _with_reps(base, reps)
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            sid = await dev.record(frames)
+            store = open_store(folder / "store.sqlite3")
+            res = await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                          patient_id="EX-1", archive_dir=folder / "archive")
+            assert [s.session_id for s in res.synced] == [sid]
+            session = store.load_session(res.synced[0].store_session)
+            stats = session.metadata.link_stats
+            store.close()
+            return session, stats
+        finally:
+            await dev.stop()
+
+    session, stats = _run(go())
+    assert stats["frames_lost"] == 0 and stats["unsupported"] == 0 and stats["malformed"] == 0
+    got = [(round(r["t_start_s"], 3), round(r["t_low_s"], 3), round(r["t_end_s"], 3), r["task"],
+            r["side"], int(r["index"]), int(r["flags"]), r["depth"]) for r in session.reps]
+    assert got == [(1.2, 1.9, 2.8, "step_down", "L", 0, 0, 62.0),
+                   (3.7, 4.35, 5.2, "step_down", "L", 1, wire.REP_SHALLOW, 30.0)]
+    assert len(session.events) == sum(wire.check(f)[0] == wire.EVENT for f in base)

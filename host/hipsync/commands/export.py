@@ -1,9 +1,10 @@
 """`hipsync export SESSION --format csv|edf|bdf --out PATH`: take a session elsewhere.
 
 csv: one table per file in the --out folder, each with a header row and units in the column
-names, device time in seconds: session_<id>_envelope.csv, _pelvis.csv, _events.csv, _tasks.csv,
-_status.csv and _strides.csv (per-stride results of the analysis; left out, with the reason on
-stderr, when the session cannot be analysed). An unknown stride is an empty cell.
+names, device time in seconds: session_<id>_envelope.csv, _pelvis.csv, _events.csv, _reps.csv
+(exam repetitions the device found), _tasks.csv, _status.csv and _strides.csv (per-stride
+results of the analysis; left out, with the reason on stderr, when the session cannot be
+analysed). An unknown stride is an empty cell.
 edf: EDF+ with every sample exactly as stored (envelope 1 uV, pelvis 0.01 deg per digit), each
 stream on its own time base (its offset against the file start is an annotation), lost samples
 annotated "data gap", gait events and tasks as annotations (hipsync.export.edf).

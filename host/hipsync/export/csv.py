@@ -10,6 +10,13 @@ ticks). An empty cell means "not known" (never 0 or a wrapped number).
                           positive when the right side is lower)
     <prefix>events.csv    t_s, kind (IC/FC), side (L/R), stride (empty when the device did not
                           know the stride: an FC before that foot's first IC)
+    <prefix>reps.csv      one row per exam repetition the device found (REP frames): task (exam
+                          task name), side (stance side L/R), index (the device's count within
+                          the task, from 0), t_start_s, t_low_s (lowest point or peak), t_end_s,
+                          duration_s, flags ("truncated", "shallow", joined with "+"; empty when
+                          none), depth_mm (step-down, single-leg squat) or depth_deg (single-leg
+                          stance, weight-bearing hip abduction; + = the swing side drops), the
+                          other one empty; sorted by t_start_s
     <prefix>tasks.csv     task, t_start_s, t_end_s, duration_s
     <prefix>status.csv    t_s, then the device status fields: battery_pct, state (names of the
                           flags set, e.g. "streaming+recording"), battery_mv, quality_<channel>
@@ -85,6 +92,7 @@ def to_csv(session: SessionData, out_dir, prefix: str = "") -> CsvExport:
         _rows(target("events"), ["t_s", "kind", "side", "stride"],
               ([f"{e['t_s']:.3f}", e["kind"], e["side"], _cell(known_stride(e["stride"]))]
                for e in session.events))
+        _rows(target("reps"), *rep_table(session))
         _rows(target("tasks"), ["task", "t_start_s", "t_end_s", "duration_s"],
               ([t.name, f"{t.t_start_s:.3f}", f"{t.t_end_s:.3f}", f"{t.duration_s:.3f}"]
                for t in session.tasks))
@@ -99,6 +107,26 @@ def to_csv(session: SessionData, out_dir, prefix: str = "") -> CsvExport:
     except OSError as e:
         raise OutputNotWritable(out, e.strerror or str(e)) from None
     return result
+
+
+def rep_table(session: SessionData) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the repetitions the device found, in start order."""
+    from hipwire.commands import EXAM_TASKS
+
+    header = ["task", "side", "index", "t_start_s", "t_low_s", "t_end_s", "duration_s", "flags",
+              "depth_mm", "depth_deg"]
+    rows = []
+    for r in np.sort(session.reps, order=["t_start_s", "t_end_s"]):
+        task = str(r["task"])
+        unit = (wire.REP_DEPTH_UNITS[EXAM_TASKS.index(task)] if task in EXAM_TASKS else None)
+        depth = float(r["depth"])
+        rows.append([task, str(r["side"]), str(int(r["index"])), f"{r['t_start_s']:.3f}",
+                     f"{r['t_low_s']:.3f}", f"{r['t_end_s']:.3f}",
+                     f"{r['t_end_s'] - r['t_start_s']:.3f}",
+                     "+".join(name for bit, name in wire.REP_FLAGS if int(r["flags"]) & bit),
+                     _cell(depth) if unit == "mm" else "",
+                     f"{depth / 100:.2f}" if unit == "cdeg" else ""])
+    return header, rows
 
 
 def status_table(session: SessionData) -> tuple[list[str], list[list[str]]]:

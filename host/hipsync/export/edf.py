@@ -34,6 +34,9 @@ Layout of the file:
   the file's span is left out. Tasks: "task
   <name>" clipped to the span that holds stored samples, " (clipped)" added when a task began
   before the first or ended after the last sample; a task entirely outside is left out.
+- Exam repetitions the device found: "rep step_down L 2" from the repetition's start with its
+  duration (" truncated", " shallow" added when flagged) and "rep low step_down L 2" at its lowest
+  point or peak; a repetition starting outside the file's span is left out.
 - Annotation texts are at most 40 bytes (edflib's limit); onsets are exact (100 us resolution,
   clock ticks are 1 ms).
 """
@@ -48,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pyedflib
 
+from hipwire import frames as wire
 from hipwire import units
 
 from ..session import EMG_CHANNELS, PELVIS_ANGLES, SessionData
@@ -170,6 +174,21 @@ def _task_annotations(session: SessionData, start_tick: int, data_end_tick: int)
     return out
 
 
+def _rep_annotations(session: SessionData, start_tick: int, end_ticks: int):
+    out = []
+    for r in session.reps:
+        a = round(float(r["t_start_s"]) * TICKS_PER_S) - start_tick
+        if not 0 <= a < end_ticks:
+            continue
+        b = round(float(r["t_end_s"]) * TICKS_PER_S) - start_tick
+        low = round(float(r["t_low_s"]) * TICKS_PER_S) - start_tick
+        name = f"{r['task']} {r['side']} {int(r['index'])}"
+        flags = "".join(f" {n}" for bit, n in wire.REP_FLAGS if int(r["flags"]) & bit)
+        out.append((a, max(0, b - a), f"rep {name}{flags}"))
+        out.append((low, -1, f"rep low {name}"))
+    return out
+
+
 def to_edf(session: SessionData, path, *, bdf: bool = False) -> Path:
     """Write the session to `path` as EDF+ (BDF+ with bdf=True); see the module docstring for the
     layout. Raises ExportError when it cannot be written exactly, OutputNotWritable when the
@@ -222,6 +241,7 @@ def to_edf(session: SessionData, path, *, bdf: bool = False) -> Path:
         onset = round(float(e["t_s"]) * TICKS_PER_S) - start
         if 0 <= onset < end_ticks:
             annotations.append((onset, -1, event_text(e["kind"], e["side"], e["stride"])))
+    annotations += _rep_annotations(session, start, end_ticks)
     annotations.sort(key=lambda a: a[0])
     n_signals = max(1, math.ceil(len(annotations) / n_records))
     if n_signals > MAX_ANNOTATION_SIGNALS:

@@ -23,6 +23,7 @@ from hipwire import units
 from ..session import (
     EMG_CHANNELS,
     EVENT_DTYPE,
+    REP_DTYPE,
     Calibration,
     Metadata,
     SessionData,
@@ -94,7 +95,9 @@ class Store:
                 "SELECT name FROM sqlite_master WHERE type='table'")}
             if version == 0 and tables:
                 raise CorruptStore(self.path, "an SQLite database, but not a hipsync store")
-            if version == 0:
+            if version < SCHEMA_VERSION:
+                # new, or an older schema: every statement is CREATE ... IF NOT EXISTS, so this
+                # adds only the tables a version-1 store lacks (reps) and keeps what it holds
                 self.conn.executescript(DDL)
                 self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 self.conn.commit()
@@ -292,6 +295,12 @@ class Store:
             "ORDER BY clock, seq", (session_id,)).fetchall()
         events = np.array([(c / units.CLOCK_HZ, k, s, st) for c, k, s, st in ev_rows],
                           dtype=EVENT_DTYPE)
+        rep_rows = self.conn.execute(
+            "SELECT clock, low_clock, end_clock, task, side, rep_index, flags, depth FROM reps "
+            "WHERE session=? AND clock_suspect=0 ORDER BY clock, seq", (session_id,)).fetchall()
+        hz = units.CLOCK_HZ
+        reps = np.array([(c / hz, lo / hz, e / hz, task, side, i, fl, d)
+                         for c, lo, e, task, side, i, fl, d in rep_rows], dtype=REP_DTYPE)
         st_rows = self.conn.execute(
             "SELECT clock, fields_json FROM status WHERE session=? AND clock_suspect=0 "
             "ORDER BY clock, seq", (session_id,)).fetchall()
@@ -301,7 +310,7 @@ class Store:
             "SELECT name, t_start_s, t_end_s FROM tasks WHERE session=? ORDER BY t_start_s",
             (session_id,))]
         return SessionData(env_t, env, pel_t, pel, events, status, tasks,
-                           self.load_calibration(session_id), meta)
+                           self.load_calibration(session_id), meta, reps=reps)
 
     def patient_of(self, session_id: int) -> str:
         return self.load_metadata(session_id).patient_id
@@ -309,7 +318,7 @@ class Store:
     # -- a SessionData built elsewhere (synthetic sessions, imports) into the store
     def save_session_data(self, session: SessionData, *, samples_per_frame: int = 100) -> int:
         """Write a whole SessionData as if it had been received: batches of samples_per_frame,
-        events, status, tasks, calibration. Returns the new session id."""
+        events, repetitions, status, tasks, calibration. Returns the new session id."""
         m = session.metadata
         sid = self.create_session(m.patient_id or "anonymous", m.device_id or "unknown",
                                   firmware_version=m.firmware_version, filters=m.filters,
@@ -332,6 +341,13 @@ class Store:
                int(e["stride"]), float(e["t_s"]), 0) for i, e in enumerate(session.events)]
         self.conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", ev)
         seq += len(ev)
+        hz = units.CLOCK_HZ
+        rp = [(sid, seq + i, round(r["t_start_s"] * hz), str(r["task"]), str(r["side"]),
+               int(r["index"]), round(r["t_low_s"] * hz), round(r["t_end_s"] * hz),
+               int(r["flags"]), round(float(r["depth"])), float(r["t_start_s"]), 0)
+              for i, r in enumerate(session.reps)]
+        self.conn.executemany("INSERT INTO reps VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rp)
+        seq += len(rp)
         st = [(sid, seq + i, round(t * units.CLOCK_HZ), json.dumps(f), float(t), 0)
               for i, (t, f) in enumerate(zip(session.status.t_s, session.status.fields))]
         self.conn.executemany("INSERT INTO status VALUES (?,?,?,?,?,?)", st)

@@ -5,7 +5,10 @@ unwrapped sequence number, so re-ingesting the same frames (a re-sync) inserts n
 Batch payloads are numpy int32 bytes, sample-major (n_samples, n_channels), in wire units
 (envelope uV, pelvis centidegrees)."""
 
-SCHEMA_VERSION = 1
+# 2: the reps table. A version-1 store is brought up to 2 when opened (the DDL is all
+# CREATE ... IF NOT EXISTS, so running it again adds only what is missing); a host that still
+# knows version 1 then refuses the store instead of syncing REP frames into nothing.
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE IF NOT EXISTS patients (
@@ -84,6 +87,21 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,                 -- IC | FC
     side TEXT NOT NULL,                 -- L | R
     stride INTEGER NOT NULL,
+    host_time_s REAL NOT NULL,
+    clock_suspect INTEGER NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reps (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    clock INTEGER NOT NULL,             -- unwrapped ticks of the repetition's start
+    task TEXT NOT NULL,                 -- hipwire.commands.EXAM_TASKS name
+    side TEXT NOT NULL,                 -- stance side L | R
+    rep_index INTEGER NOT NULL,         -- the device's count within the task, from 0
+    low_clock INTEGER NOT NULL,         -- unwrapped ticks of the lowest point / peak
+    end_clock INTEGER NOT NULL,
+    flags INTEGER NOT NULL,             -- hipwire.frames REP_TRUNCATED | REP_SHALLOW
+    depth INTEGER NOT NULL,             -- hipwire.frames.REP_DEPTH_UNITS of the task (mm, cdeg)
     host_time_s REAL NOT NULL,
     clock_suspect INTEGER NOT NULL,
     PRIMARY KEY (session, seq)

@@ -19,7 +19,7 @@ import numpy as np
 from hipwire import frames as wire
 from hipwire import units
 
-from ..protocol import Batch, Event, RawEmg, Received, Status
+from ..protocol import Batch, Event, RawEmg, Received, Rep, Status
 
 COMMIT_EVERY_TICKS = units.CLOCK_HZ  # 1 s of device clock
 COMMIT_EVERY_WALL_S = 1.0
@@ -61,7 +61,8 @@ class SessionWriter:
         self.session_id = session_id
         self.link_stats = link_stats
         self.on_commit = on_commit
-        self._rows: dict[str, list[tuple]] = {"batches": [], "events": [], "status": []}
+        self._rows: dict[str, list[tuple]] = {"batches": [], "events": [], "reps": [],
+                                              "status": []}
         self._n_pending = 0
         self._last_commit_clock: int | None = None
         self._last_commit_wall = time.monotonic()
@@ -79,6 +80,10 @@ class SessionWriter:
         elif isinstance(f, Event):
             self._rows["events"].append((sid, rx.seq, rx.clock, f.kind, f.side, f.stride,
                                          rx.host_time_s, suspect))
+        elif isinstance(f, Rep):
+            self._rows["reps"].append((sid, rx.seq, rx.clock, f.task, f.side, f.index,
+                                       rx.clock + f.low_ticks, rx.clock + f.end_ticks, f.flags,
+                                       f.depth, rx.host_time_s, suspect))
         elif isinstance(f, Status):
             self._rows["status"].append((sid, rx.seq, rx.clock, json.dumps(f.fields),
                                          rx.host_time_s, suspect))
@@ -108,6 +113,7 @@ class SessionWriter:
         before = conn.total_changes
         sql = {"batches": "INSERT OR IGNORE INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                "events": "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?)",
+               "reps": "INSERT OR IGNORE INTO reps VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                "status": "INSERT OR IGNORE INTO status VALUES (?,?,?,?,?,?)"}
         for table, rows in self._rows.items():
             if rows:
