@@ -85,6 +85,7 @@ LIFT_S = 0.4
 STANCE_SWAY_DEG = 0.4  # obliquity sway RMS on one leg (healthy); a weak stance side sways 2x
 STANCE_SWAY_M = 0.005  # trunk sway RMS per horizontal axis on one leg
 WEAK_DROP_START = 0.6  # a weak side's extra drop: this fraction at foot off, all of it by the end
+MIN_HOLD_S = 2 * LIFT_S + 0.2  # told to stop as the foot goes up: it still goes up and comes down
 SLOPPY_HOLD_S = (6.0, 10.0)  # a stance done badly: the foot comes down after this long
 REP_GAIN_SD = 0.10  # repetition-to-repetition amplitude of each muscle
 
@@ -141,7 +142,9 @@ def plan_task(cfg: PatientConfig, task: Task, rng: np.random.Generator) -> RepPl
         comp = _compensated_reps(cfg, task, 1, rng)
         hold = min(task.hold_s, sloppy_hold) if task.sloppy else task.hold_s
         foot_off = WEIGHT_SHIFT_S + STANCE_SETTLE_S
-        foot_down = foot_off + max(hold, 2 * LIFT_S + 0.2)
+        if task.stop_s is not None:
+            hold = min(hold, task.stop_s - foot_off)
+        foot_down = foot_off + max(hold, MIN_HOLD_S)
         duration = foot_down + STANCE_SETTLE_S + WEIGHT_SHIFT_S
         return RepPlan(task, duration, np.array([foot_off]), np.array([np.nan]),
                        np.array([foot_down]), np.ones(1), np.array([task.sloppy]), comp,
@@ -163,8 +166,12 @@ def plan_task(cfg: PatientConfig, task: Task, rng: np.random.Generator) -> RepPl
     onset = np.empty(n)
     t = WEIGHT_SHIFT_S + settle
     for k in range(n):
+        if task.stop_s is not None and t >= task.stop_s:  # told to stop: no new repetition
+            n = k
+            break
         onset[k] = t
         t += descent[k] + ascent[k] + pause[k]
+    onset, descent, ascent, depth, bad, comp = (x[:n] for x in (onset, descent, ascent, depth, bad, comp))
     low = onset + descent
     end = low + ascent
     duration = t + WEIGHT_SHIFT_S  # the last pause, then the weight shifts back
@@ -213,7 +220,9 @@ def kinematics(cfg: PatientConfig, plan: RepPlan, t_rel_s: np.ndarray):
     drop = pose["hold_drop_deg"] * shift + pose["drop_deg"] * move
     disp = np.zeros((len(t_rel_s), 3))
     if task.kind == "single_leg_stance":
-        u = np.clip((t_rel_s - plan.onset_s[0]) / max(plan.end_s[0] - plan.onset_s[0], 1e-9), 0, 1)
+        # the extra drop grows over the hold asked for (not the one done: a hold cut short is the
+        # same movement up to the cut)
+        u = np.clip((t_rel_s - plan.onset_s[0]) / max(task.hold_s, 1e-9), 0, 1)
         drop = drop + extra * (WEAK_DROP_START + (1 - WEAK_DROP_START) * u) * move
         sway_deg = STANCE_SWAY_DEG * (2.0 if weak else 1.0)
         drop = drop + move * _sines(plan.sway["obliquity"], t_rel_s, sway_deg)

@@ -51,6 +51,19 @@ def _rngs(seed: int, part: int | None) -> dict[str, np.random.Generator]:
     return parts
 
 
+def _plans(cfg: PatientConfig, tasks: Sequence[Task], rng: np.random.Generator) -> list:
+    # Exam tasks are planned first: how long one lasts is this person's own doing.
+    return [exam.plan_task(cfg, task, rng) if task.kind in REP_KINDS else None for task in tasks]
+
+
+def plan(config: PatientConfig, tasks: Sequence[Task], *, part: int | None = None
+         ) -> tuple[list[Segment], list]:
+    """The segments `simulate(config, tasks, part=part)` will lay out and the plan of each exam
+    task (None for the others), without simulating anything."""
+    plans = _plans(config, tasks, _rngs(config.seed, part)["reps"])
+    return _layout(tasks, [p.duration_s if p else t.duration_s for p, t in zip(plans, tasks)]), plans
+
+
 def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None = None, *,
              part: int | None = None) -> Recording:
     """`part`: this recording is part `part` of a longer one that is simulated piece by piece
@@ -61,9 +74,7 @@ def simulate(config: PatientConfig | None = None, tasks: Sequence[Task] | None =
         raise ValueError("simulate needs at least one task")
     rngs = _rngs(cfg.seed, part)
     fs = float(units.EMG_RATE_HZ)
-    # Exam tasks are planned first: how long one lasts is this person's own doing.
-    plans = [exam.plan_task(cfg, task, rngs["reps"]) if task.kind in REP_KINDS else None
-             for task in tasks]
+    plans = _plans(cfg, tasks, rngs["reps"])
     segments = _layout(tasks, [p.duration_s if p else task.duration_s for p, task in zip(plans, tasks)])
     n = int(round(segments[-1].t_end_s * fs))
     t_s = np.arange(n) / fs

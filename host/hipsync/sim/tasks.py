@@ -44,6 +44,9 @@ class Task:
     # exam tasks done badly (a first attempt): too few repetitions, all shallow; a stance whose
     # foot comes down early
     sloppy: bool = False
+    # exam tasks: told to stop this long after the task began (s): the repetition in progress is
+    # finished (a stance: the foot comes down), no new one is begun; None: all of them
+    stop_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", KIND_ALIASES.get(self.kind, self.kind))
