@@ -123,10 +123,11 @@ class RepPlan:
 
 def _compensated_reps(cfg: PatientConfig, task: Task, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
+    order = rng.permutation(n)  # drawn always: with or without compensation, the same movement
     if task.side == cfg.weak_side_letter and cfg.compensates_in(task.kind) and n:
         k = int(round(cfg.compensated_rep_fraction * n))
         k = max(1, k) if cfg.compensated_rep_fraction > 0 else 0
-        out[rng.choice(n, size=min(k, n), replace=False)] = True
+        out[order[:k]] = True
     return out
 
 
