@@ -20,7 +20,7 @@ ENV_BACKEND = "HIPSYNC_BACKEND"
 _BACKENDS = ("bleak", "virtual")
 # the commands that reach a device through hipsync.ble (and so read HIPSYNC_BACKEND)
 DEVICE_COMMANDS = frozenset({"scan", "stream", "sync", "record"})
-STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions", "compare"})
+STORE_COMMANDS = frozenset({"stream", "sync", "report", "export", "sessions", "demo", "compare"})
 
 
 class CliError(Exception):

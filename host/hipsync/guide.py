@@ -35,9 +35,16 @@ from .acquire import MUSCLE_CHANNELS, LiveSession, calibration_codes
 from .analysis.calibration import MVC_WINDOW_S
 from .analysis.mvc_check import WALK_PERCENTILE, check_mvc, refused_task_name
 from .ble import CommandInterrupted
-from .protocol import Envelope, Event, Received
+from .exam_tasks import EXAM_TASKS, REDONE, SIDES, SKIPPED, ExamTask
+from .protocol import Envelope, Event, Received, Rep
 
 MAX_ATTEMPTS = 3
+# An exam task the device found too few repetitions in is done again once when nobody is at the
+# keyboard (a therapist decides at the terminal): more attempts tire the person and change the task.
+EXAM_ATTEMPTS = 2
+# After the last repetition asked for, or after "foot down" in single-leg stance, the device needs
+# a moment to close the repetition it is in (it ends when the pelvis is back at rest).
+EXAM_SETTLE_S = 4.0
 COUNTDOWN_S = 3
 REST_BETWEEN_MVC_S = 10.0
 REST_BEFORE_S = 2.0  # the resting envelope an MVC is compared with: the seconds before "go"
@@ -48,13 +55,17 @@ _MUSCLE_WORDS = {"l_gmed": "left gluteus medius", "r_gmed": "right gluteus mediu
 
 @dataclass(frozen=True)
 class GuidedStep:
-    name: str  # store task name: "standing", "mvc_l_gmed", "walk"
-    duration_s: float
+    name: str  # store task name: "standing", "mvc_l_gmed", "walk", "step_down_left"
+    duration_s: float  # exam tasks: what it usually takes (the step ends with its repetitions)
     instruction: str
     rest_after_s: float = 0.0
+    exam: ExamTask | None = None
+    side: str | None = None  # exam: the stance side, "left" | "right"
 
     @property
     def kind(self) -> str:
+        if self.exam is not None:
+            return "exam"
         return "mvc" if self.name.startswith("mvc_") else self.name
 
     @property
@@ -77,9 +88,48 @@ def clinic_protocol(walk_s: float = 120.0, rest_s: float = REST_BETWEEN_MVC_S) -
         steps.append(GuidedStep(f"mvc_{muscle}", 5.0, f"MVC of the {_MUSCLE_WORDS[muscle]}: {how}, "
                                                       f"as hard as you can, for 5 seconds.",
                                 rest_after_s=rest_s))
-    steps.append(GuidedStep("walk", walk_s, f"Walk at your usual pace, for {walk_s:g} s, turning "
-                                            f"where you need to."))
+    steps.append(walk_step(walk_s))
     return steps
+
+
+def walk_step(walk_s: float) -> GuidedStep:
+    return GuidedStep("walk", walk_s, f"Walk at your usual pace, for {walk_s:g} s, turning where "
+                                      f"you need to.")
+
+
+_EXAM_WORDS = {
+    "single_leg_stance": "stand on the {side} leg, lift the {other} foot a little off the floor, "
+                         "hands on the hips, and hold for {hold:g} s until told to put it down",
+    "step_down": "stand on the step on the {side} leg and slowly lower the {other} heel to the "
+                 "floor and back up, {reps} times, pausing at the top",
+    "single_leg_squat": "stand on the {side} leg and squat slowly as far as is comfortable and "
+                        "back up, {reps} times, pausing at the top",
+    "hip_abduction_wb": "stand on the {side} leg and lift the {other} leg out sideways and back, "
+                        "{reps} times, keeping the pelvis level",
+}
+_TYPICAL_REP_S = 3.0
+
+
+def exam_step(task: ExamTask, side: str, rest_after_s: float = REST_BETWEEN_MVC_S) -> GuidedStep:
+    other = SIDES[1 - SIDES.index(side)]
+    words = _EXAM_WORDS[task.name].format(side=side, other=other, reps=task.reps, hold=task.hold_s)
+    title = task.name.replace("_wb", " (weight-bearing)").replace("_", " ")
+    duration_s = task.hold_s if task.hold_s else task.reps * _TYPICAL_REP_S
+    return GuidedStep(task.stored_name(side), duration_s, f"{side.capitalize()} {title}: "
+                                                          f"{words}.",
+                      rest_after_s=rest_after_s, exam=task, side=side)
+
+
+def exam_protocol(walk_s: float = 120.0, rest_s: float = REST_BETWEEN_MVC_S) -> list[GuidedStep]:
+    """The clinical exam: standing calibration, the four MVCs, then on each side single-leg stance,
+    step-down, single-leg squat and weight-bearing hip abduction, then the walk."""
+    steps = clinic_protocol(walk_s, rest_s)[:-1]
+    steps += [exam_step(task, side, rest_s) for side in SIDES for task in EXAM_TASKS]
+    steps.append(walk_step(walk_s))
+    return steps
+
+
+PROTOCOLS = {"clinic": clinic_protocol, "exam": exam_protocol}
 
 
 @dataclass
@@ -91,6 +141,7 @@ class StepOutcome:
     attempts: int
     detail: str  # what the person is shown
     value_uv: float | None = None  # MVC: the 500 ms window maximum of the envelope
+    reps_found: int | None = None  # exam: repetitions the device found (of step.exam.reps)
 
 
 @dataclass
@@ -138,6 +189,23 @@ class TerminalUI:
             self.waiting = False
         return "skip" if answer.strip().lower().startswith("s") else "go"
 
+    async def review(self, label: str) -> str | None:
+        """After an exam task: 'next' or 'redo' from the therapist; None when nobody is at the
+        keyboard (the guide then decides by the repetitions found)."""
+        if not self.interactive:
+            return None
+        self.waiting = True
+        try:
+            shown = "\n" + "\n".join(self.recent) + "\n" if self.sink is not None else ""
+            answer = await asyncio.to_thread(input, f"{shown}{label}: Enter to go on, r + Enter "
+                                                    f"to do it again ")
+        except EOFError:
+            self.interactive = False
+            return None
+        finally:
+            self.waiting = False
+        return "redo" if answer.strip().lower().startswith("r") else "next"
+
 
 class Guide:
     def __init__(self, session: LiveSession, ui: TerminalUI,
@@ -149,6 +217,7 @@ class Guide:
         self._env_t: list[np.ndarray] = []
         self._env_v: list[np.ndarray] = []
         self._strides = 0
+        self._reps: list[tuple[float, Rep]] = []  # (device time of the start, frame)
         session.listeners.append(self._on_frame)
 
     # ------------------------------------------------------------ what arrives
@@ -160,6 +229,8 @@ class Guide:
             self._env_v.append(np.asarray(frame.channels, dtype=float).T)
         elif isinstance(frame, Event) and frame.kind == "IC" and frame.side == "L":
             self._strides += 1
+        elif isinstance(frame, Rep) and not received.clock_suspect:
+            self._reps.append((received.clock / units.CLOCK_HZ, frame))
 
     def envelope_between(self, t0_s: float, t1_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(t, envelope (n, 4) uV) received for device times in [t0_s, t1_s)."""
@@ -188,6 +259,8 @@ class Guide:
         return self.result
 
     async def run_step(self, step: GuidedStep, label: str) -> StepOutcome:
+        if step.exam is not None:
+            return await self._run_exam_step(step, label)
         outcome = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             again = f" (attempt {attempt} of {MAX_ATTEMPTS})" if attempt > 1 else ""
@@ -273,6 +346,107 @@ class Guide:
         strides = self._strides
         return self._store(step, t0, t1, True, attempt, f"{t1 - t0:.0f} s walked, {strides} "
                                                         f"strides counted live")
+
+    # ------------------------------------------------------------ exam tasks
+    async def _run_exam_step(self, step: GuidedStep, label: str) -> StepOutcome:
+        """An exam task: the device looks for its repetitions between the host's marks; the
+        step ends when it found them all (or after the longest they may take). The therapist may
+        do it again; unattended, a task with repetitions missing is done again once. Every attempt
+        is kept: the earlier ones as redone."""
+        assert step.exam is not None
+        outcome: StepOutcome | None = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            again = f" (attempt {attempt})" if attempt > 1 else ""
+            self.ui.show(f"{label}: {step.instruction}{again}")
+            if await self.ui.ready(label) == "skip":
+                if outcome is not None:  # the therapist keeps what they had
+                    break
+                now = self.session.device_time_s
+                outcome = StepOutcome(step.name, now, now, False, attempt, "skipped by the therapist")
+                self.session.store.add_task(self.session.session_id, f"{step.name}:{SKIPPED}",
+                                            now, now)
+                self.result.steps.append(outcome)
+                return outcome
+            if outcome is not None:
+                self._mark_redone(outcome)
+            outcome = await self._perform_exam(step, attempt)
+            self.ui.show(f"  {step.name}: {outcome.detail}")
+            if outcome.detail.startswith("the link dropped"):
+                continue
+            choice = await self.ui.review(label)
+            if choice == "next" or (choice is None and (outcome.accepted or
+                                                        attempt >= EXAM_ATTEMPTS)):
+                break
+            if choice is None:
+                self.ui.show(f"  {step.name}: repetitions missing; it is done once more")
+        assert outcome is not None
+        return outcome
+
+    def _reps_since(self, t0_s: float, step: GuidedStep) -> list[tuple[float, Rep]]:
+        side = step.side[0].upper() if step.side else ""
+        return [(t, r) for t, r in self._reps if t >= t0_s - 1.0 and r.side == side
+                and r.task == step.exam.name]  # type: ignore[union-attr]
+
+    async def _perform_exam(self, step: GuidedStep, attempt: int) -> StepOutcome:
+        session, task = self.session, step.exam
+        assert task is not None and step.side is not None
+        await self._countdown()
+        reconnects0 = session.result.reconnects
+        t0 = await session.set_task(task.name, step.side, task.reps)
+        if task.hold_s:
+            await self._tell({"task": step.name, "duration_s": task.hold_s})
+            deadline = t0 + task.hold_s
+        else:
+            await self._tell({"task": step.name, "reps": task.reps})
+            deadline = t0 + task.reps * task.max_rep_s
+        shown = 0
+        next_progress = t0 + PROGRESS_EVERY_S
+        while session.device_time_s < deadline and len(self._reps_since(t0, step)) < task.reps:
+            await session.wait_device_time(min(deadline, session.device_time_s + 0.5))
+            found = self._reps_since(t0, step)
+            for _, rep in found[shown:]:
+                shown += 1
+                self.ui.show(f"  {step.name}: repetition {shown} of {task.reps} "
+                             f"({rep.end_ticks / units.CLOCK_HZ:.1f} s)")
+            if task.hold_s and session.device_time_s >= next_progress:
+                self.ui.show(f"  {step.name}: {session.device_time_s - t0:4.0f} of "
+                             f"{task.hold_s:g} s held")
+                next_progress += PROGRESS_EVERY_S
+        if task.hold_s:
+            self.ui.show("  foot down")
+        await self._tell({"task": "rest"})
+        # the repetition in progress ends when the pelvis is back at rest
+        settle_until = session.device_time_s + EXAM_SETTLE_S
+        while session.device_time_s < settle_until and len(self._reps_since(t0, step)) < task.reps:
+            await session.wait_device_time(min(settle_until, session.device_time_s + 0.5))
+        t1 = await session.set_task(None, None)
+        found = self._reps_since(t0, step)
+        dropped = session.result.reconnects > reconnects0
+        if dropped:
+            outcome = StepOutcome(step.name, t0, t1, False, attempt,
+                                  "the link dropped during the task: it is done again",
+                                  reps_found=len(found))
+            session.store.add_task(session.session_id, f"{step.name}:{REDONE}", t0, t1)
+            self.result.steps.append(outcome)
+            return outcome
+        n = min(len(found), task.reps)
+        what = "hold" if task.hold_s else "repetitions"
+        detail = (f"{n} of {task.reps} {what} found by the device" if not task.hold_s else
+                  ("hold found by the device" if n else "no hold found by the device"))
+        if n < task.reps:
+            detail += "; the report counts the missing ones"
+        outcome = StepOutcome(step.name, t0, t1, n >= task.reps, attempt, detail, reps_found=n)
+        session.store.add_task(session.session_id, step.name, t0, t1)
+        self.result.steps.append(outcome)
+        return outcome
+
+    def _mark_redone(self, outcome: StepOutcome) -> None:
+        """The attempt before a redo is kept, under its redone name (analysis ignores it)."""
+        if outcome.detail.startswith("the link dropped"):
+            return  # stored as redone already
+        store, sid = self.session.store, self.session.session_id
+        store.remove_task(sid, outcome.name, outcome.t_start_s)
+        store.add_task(sid, f"{outcome.name}:{REDONE}", outcome.t_start_s, outcome.t_end_s)
 
     # ------------------------------------------------------------ MVCs
     def _judge_mvc(self, step: GuidedStep, t0: float, t1: float, attempt: int) -> StepOutcome:

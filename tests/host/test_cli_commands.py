@@ -48,7 +48,8 @@ def test_sessions_report_and_export(store_file, tmp_path):
     assert written and all(f.stat().st_mode & 0o077 == 0 for f in written), \
         [(f.name, oct(f.stat().st_mode)) for f in written]
     assert proc.returncode == 0 and names == [f"session_1_{k}.csv" for k in
-                                              ("envelope", "events", "pelvis", "status", "strides", "tasks")], names
+                                              ("envelope", "events", "pelvis", "reps", "status",
+                                               "strides", "tasks")], names
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hipsync.cli import EXIT_FAILED, EXIT_USAGE, CliError
+from hipwire.commands import EXAM_TASKS as EXAM_TASK_NAMES
 
 VIRTUAL_DEVICE_ID = "02a1b2c3d4e5"
 ENV_AIR = "HIPSYNC_AIR"
@@ -65,6 +66,9 @@ def add_patient_arguments(p: argparse.ArgumentParser, *, seed: int = 1) -> None:
                    help="the first MVC attempt of this muscle is weak (repeatable)")
     p.add_argument("--restless-calibration", action="store_true",
                    help="the first standing calibration: the patient does not stand still")
+    p.add_argument("--sloppy-task", choices=list(EXAM_TASK_NAMES), default=None,
+                   help="the first attempt of this exam task (each side) is done badly: too few "
+                        "repetitions")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
 
 
@@ -91,7 +95,8 @@ def wearer_from(args: argparse.Namespace) -> Wearer:
     compensation = None if weak is None or args.compensation == "none" else args.compensation
     return Wearer(PatientConfig(weak_side=weak, es_compensation=compensation, seed=args.seed),
                   Behaviour(weak_mvc=frozenset(args.bad_mvc),
-                            restless_calibration=args.restless_calibration))
+                            restless_calibration=args.restless_calibration,
+                            sloppy_task=args.sloppy_task))
 
 
 @dataclass

@@ -3,8 +3,13 @@
 A simulated patient (by default a weak left gluteus medius with stance-side erector compensation)
 wears the virtual device: the real firmware in the MicroPython unix port, simulated chips on one
 side and a simulated radio on the other. The host finds it with bleak and runs the clinic protocol
-as a therapist would: each prompt is said to the patient, who does what it asks (standing
-calibration, an MVC per muscle, a walk); the session is stored and the synergy report written."""
+(or, with --protocol exam, the clinical exam) as a therapist would: each prompt is said to the
+patient, who does what it asks (standing calibration, an MVC per muscle, the single-leg tasks, a
+walk); the session is stored and the synergy report written.
+
+The session goes into the demo's own store (`<out>/demo.sqlite3`, new each run), or, with
+`hipsync --store S demo`, into S beside the sessions already there, so that two demo sessions of
+one patient can be compared (`hipsync --store S compare A B`)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ from hipsync.commands._device import add_patient_arguments, wearer_from
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", help="folder for the report (default: out/demo)")
+    p.add_argument("--protocol", choices=["clinic", "exam"], default="clinic",
+                   help="clinic: calibration, MVCs, walk (default); exam: also the single-leg "
+                        "tasks on each side before the walk")
     p.add_argument("--walk-s", type=float, default=120.0, help="walking duration (default: 120)")
     p.add_argument("--loss", type=float, default=0.0, help="notification loss probability")
     add_patient_arguments(p, seed=7)
@@ -39,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     print(f"demo: a {wearer.describe()} wears the virtual device (real firmware in MicroPython, "
           f"{args.speed:g}x speed)", flush=True)
+    store = getattr(args, "store", None)
     result = asyncio.run(run_demo(out, wearer, walk_s=args.walk_s, speed=args.speed,
-                                  loss=args.loss))
+                                  loss=args.loss, protocol=args.protocol,
+                                  store_path=Path(store) if store else None))
+    print(f"session {result['session']} in {result['store']}")
     print(f"report: {result['html']}")
     print(f"json:   {result['json']}")
     print(f"frames stored {result['frames']}, lost {result['link']['frames_lost']}, "
@@ -50,14 +61,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6.0,
-                   loss: float = 0.0, patient_id: str = "DEMO-001", keep_truth: bool = False
-                   ) -> dict:
+                   loss: float = 0.0, patient_id: str = "DEMO-001", keep_truth: bool = False,
+                   protocol: str = "clinic", store_path: Path | None = None) -> dict:
     """The demo's journey; the result holds the report paths, the link statistics, the guide's
-    step outcomes and (keep_truth) the patient, whose `truth` is what they really did."""
+    step outcomes and (keep_truth) the patient, whose `truth` is what they really did.
+    store_path: an existing (or new) store to add the session to; None: the demo's own, new."""
     from hipsync import ble
     from hipsync.acquire import LiveSession
     from hipsync.commands._device import VIRTUAL_DEVICE_ID, virtual_device
-    from hipsync.guide import Guide, TerminalUI, clinic_protocol
+    from hipsync.guide import PROTOCOLS, Guide, TerminalUI
     from hipsync.report import SIMULATED_KEY, build_report, findings_text, write_report
     from hipsync.secrets import SecretStore
     from hipsync.sim.air import LinkModel
@@ -71,9 +83,10 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
     fs_dir = work / "device-fs"
     shutil.rmtree(fs_dir, ignore_errors=True)
     secrets = SecretStore(work / "device-secrets.json")
-    store_path = out / "demo.sqlite3"
-    for stale in (store_path, Path(str(store_path) + "-wal"), Path(str(store_path) + "-shm")):
-        stale.unlink(missing_ok=True)
+    if store_path is None:
+        store_path = out / "demo.sqlite3"
+        for stale in (store_path, Path(str(store_path) + "-wal"), Path(str(store_path) + "-shm")):
+            stale.unlink(missing_ok=True)
     store = open_store(store_path)
     device_id = bytes.fromhex(VIRTUAL_DEVICE_ID)
     link_model = LinkModel(speed=speed, loss_probability=loss, seed=wearer.config.seed)
@@ -97,7 +110,7 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
         session = LiveSession(link, store, session_id, authenticate=auth)
         await session.start()
         guide = Guide(session, TerminalUI(interactive=False), say=Voice(rig.air.address))
-        await guide.run(clinic_protocol(walk_s))
+        await guide.run(PROTOCOLS[protocol](walk_s))
         result = await session.stop()
         await link.disconnect()
     html, js = write_report(store, session_id, out)

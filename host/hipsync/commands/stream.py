@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="device address (default: the strongest one found)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="stop after this many seconds of device time (default: until Ctrl-C)")
-    p.add_argument("--protocol", choices=["none", "clinic"], default="none",
-                   help="clinic: prompt standing calibration, MVC per muscle, then walking")
+    p.add_argument("--protocol", choices=["none", "clinic", "exam"], default="none",
+                   help="clinic: prompt standing calibration, MVC per muscle, then walking; exam: "
+                        "the same with the single-leg tasks on each side before the walk")
     p.add_argument("--walk-s", type=float, default=120.0, help="walking time in the protocol")
     p.add_argument("--capture", type=Path, help="also write the raw notifications to this file")
     p.add_argument("--lsl", action="store_true",
@@ -120,7 +121,7 @@ async def _stream(args: argparse.Namespace) -> int:
     from hipsync.acquire import LiveSession
     from hipsync.commands._device import authenticator, connected, virtual_selected, voice
     from hipsync.commands.demo import device_filters
-    from hipsync.guide import Guide, TerminalUI, clinic_protocol
+    from hipsync.guide import PROTOCOLS, Guide, TerminalUI
     from hipsync.report import SIMULATED_KEY
     from hipsync.store import open_store
     from hipwire import commands
@@ -155,9 +156,9 @@ async def _stream(args: argparse.Namespace) -> int:
 
         painter = asyncio.create_task(redraw())
         try:
-            if args.protocol == "clinic":
+            if args.protocol in PROTOCOLS:
                 guide = Guide(session, ui, say=voice())
-                await guide.run(clinic_protocol(args.walk_s))
+                await guide.run(PROTOCOLS[args.protocol](args.walk_s))
             elif args.duration:
                 await session.wait_device_time(session.device_time_s + args.duration)
             else:
@@ -169,7 +170,7 @@ async def _stream(args: argparse.Namespace) -> int:
             result = await session.stop()
     print(f"session {session_id}: {result.frames_stored} frames stored, "
           f"{result.link_stats.get('frames_lost', 0)} lost, {result.reconnects} reconnects")
-    if args.protocol == "clinic":
+    if args.protocol != "none":
         print(_findings(store, session_id))
     return 0
 
