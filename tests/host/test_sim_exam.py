@@ -13,9 +13,8 @@ import pytest
 from hipsync import sim
 from hipsync.sim import exam
 from hipsync.sim.live_patient import Behaviour, LivePatient
-from hipwire import commands
+from hipwire import commands, units
 from hipwire import feed as fmt
-from hipwire import units
 
 FS_IMU = units.IMU_RATE_HZ
 SIDE_SIGN = {"L": 1.0, "R": -1.0}
