@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
 
 async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6.0,
                    loss: float = 0.0, patient_id: str = "DEMO-001", keep_truth: bool = False,
-                   protocol: str = "clinic", store_path: Path | None = None) -> dict:
+                   protocol: str = "clinic", store_path: Path | None = None,
+                   rest_s: float | None = None) -> dict:
     """The demo's journey; the result holds the report paths, the link statistics, the guide's
     step outcomes and (keep_truth) the patient, whose `truth` is what they really did.
-    store_path: an existing (or new) store to add the session to; None: the demo's own, new."""
+    store_path: an existing (or new) store to add the session to; None: the demo's own, new.
+    rest_s: the rest between steps (None: the protocol's own)."""
     from hipsync import ble
     from hipsync.acquire import LiveSession
     from hipsync.commands._device import VIRTUAL_DEVICE_ID, virtual_device
@@ -110,7 +112,9 @@ async def run_demo(out: Path, wearer, *, walk_s: float = 120.0, speed: float = 6
         session = LiveSession(link, store, session_id, authenticate=auth)
         await session.start()
         guide = Guide(session, TerminalUI(interactive=False), say=Voice(rig.air.address))
-        await guide.run(PROTOCOLS[protocol](walk_s))
+        steps = PROTOCOLS[protocol](walk_s) if rest_s is None else \
+            PROTOCOLS[protocol](walk_s, rest_s=rest_s)
+        await guide.run(steps)
         result = await session.stop()
         await link.disconnect()
     html, js = write_report(store, session_id, out)
