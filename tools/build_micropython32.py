@@ -103,7 +103,10 @@ def build(source: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="mp32-", dir=OUT) as tmp:
         work = Path(tmp)
         with tarfile.open(source) as tar:
-            tar.extractall(work, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse links and paths out of work
+                tar.extractall(work, filter="data")
+            else:
+                tar.extractall(work)  # noqa: S202 - the project's own source tarball
         (top,) = [p for p in work.iterdir() if p.is_dir()]
         (work / "manifest.py").write_text(MANIFEST)
         lib = work / "no-micropython-lib"  # py/mkrules.mk only checks that its README.md exists
