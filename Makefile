@@ -12,7 +12,7 @@ FIRMWARE ?=
 MP32   := build/micropython32/micropython
 # What `make test` runs again on it: every firmware test (all the heap-locked paths) and one
 # virtual-device journey (demo, sync, lossy links). Empty: skip the 32-bit run.
-TEST32 ?= tests/firmware tests/host/test_virtual_device_e2e.py
+TEST32 ?= tests/firmware tests/host/test_virtual_device_e2e.py tests/host/test_encode_batch_mp.py
 
 .PHONY: help venv test test32 micropython32 demo bench lint flash deploy repl clean
 

@@ -45,6 +45,7 @@ EXAM_ATTEMPTS = 2
 # After the last repetition asked for, or after "foot down" in single-leg stance, the device needs
 # a moment to close the repetition it is in (it ends when the pelvis is back at rest).
 EXAM_SETTLE_S = 4.0
+SKIP_MARK_S = 0.01
 COUNTDOWN_S = 3
 REST_BETWEEN_MVC_S = 10.0
 REST_BEFORE_S = 2.0  # the resting envelope an MVC is compared with: the seconds before "go"
@@ -363,8 +364,9 @@ class Guide:
                     break
                 now = self.session.device_time_s
                 outcome = StepOutcome(step.name, now, now, False, attempt, "skipped by the therapist")
+                # a mark of when it was skipped (a task needs an end after its start), no data
                 self.session.store.add_task(self.session.session_id, f"{step.name}:{SKIPPED}",
-                                            now, now)
+                                            now, now + SKIP_MARK_S)
                 self.result.steps.append(outcome)
                 return outcome
             if outcome is not None:

@@ -140,15 +140,15 @@ def crc16(buf, length, crc=0xFFFF):
 crc16_fast = crc16  # the name rawcodec and its callers use
 
 
-_SMALL_INT_MAX = const(0x3FFFFFFF)  # the largest small int of a 32-bit MicroPython
 
 
 # ---------------------------------------------------------------- encoding (firmware side)
 def pack_header(buf, frame_type, seq, clock):
     # On a 32-bit port (the ESP32) 0xFFFFFFFF is a long int, and `clock & 0xFFFFFFFF` would
-    # allocate on every frame of the heap-locked sample path: the device's clock stays a small int
-    # (it rewinds before 2^30), so it is masked only when it is not one.
-    if clock < 0 or clock > _SMALL_INT_MAX:
+    # allocate on every frame of the heap-locked sample path; comparing with it does not. So the
+    # clock is masked only when it is outside u32 (a clock of 2^30 or more is already a long there,
+    # and packing it as it is allocates nothing either).
+    if clock < 0 or clock > 0xFFFFFFFF:
         clock &= 0xFFFFFFFF
     struct.pack_into(HEADER_FORMAT, buf, 0, frame_type, VERSION, seq & 0xFFFF, clock)
     return HEADER_SIZE
