@@ -2,61 +2,66 @@
 # against; bench/bench_reps.py scores it against the simulator's truth.
 #
 # The search runs only between the host's marks: begin(task, side, reps, clock) .. end(clock)
-# (OP_TASK). Every repetition found is one movement away from the pose the person holds on the
-# stance leg and back, so one method serves the four tasks (hipwire.commands.EXAM_TASKS):
+# (OP_TASK). Two methods (hipwire.commands.EXAM_TASKS):
+#
+# Step-down, single-leg squat, weight-bearing hip abduction (_kernel_move, _finish_move): a
+# repetition is a movement away from the pose held on the stance leg and straight back, so the
+# pelvis turns one way (tilts forward, drops or hikes the swing side) and then the other way. The
+# roll and pitch rates (gyro x, y minus their bias) give that turning directly, with no baseline
+# that the sway, the weight shift or a drift can pull:
+# - A repetition opens when |gx| + |gy| exceeds 1 dps (after it had been under 0.5 dps); while the
+#   rate grows its direction r1 (the rates at the fastest point of the descent) is kept. The rate
+#   along r1 (r1 . rate) then falls through zero at the low (the movement turns), and the return
+#   runs along -r1.
+# - Start and end: the truth's 10 % points of a smooth (raised-cosine) ramp are where its speed is
+#   60 % of its fastest (sin(acos(0.8)) = 0.6; a minimum-jerk ramp's: 55 %), on the steep part of
+#   the speed curve where the sway moves them least: the last sample before the fastest point of
+#   the descent at or below 60 % of it (searched back in a 5 s ring), and the first sample after the
+#   fastest point of the return back at 60 % of it (the repetition is emitted then).
+# - Kept only if it looks like one: fastest rate >= 1.4 dps both ways, descent and return >= 0.2 s,
+#   no impact (|vertical acceleration - its level| > 0.25 g since the onset: heel strikes), a
+#   size (below). A pose held still for 0.3 s before the return (an MVC) cancels it; so does a
+#   descent or return longer than 3 s.
+# - Depth (hipwire.frames.REP_DEPTH_UNITS): step-down and squat, millimetres of descent from the
+#   onset (where the rate along r1 was last <= 0) to the low: the vertical velocity, the integral
+#   of (|a|^2 - g^2) / 2g (needs no orientation) minus its level, integrated. The velocity is
+#   zeroed and the level followed whenever the person is still (rates < 1.5 dps and the smoothed
+#   vertical acceleration within 0.004 g of its level for 0.1 s: a zero-velocity update), and the
+#   level is learned between tasks (standing) too. Abduction: swing-side obliquity change from the
+#   onset to the low (+ = drops); its size is |obliquity| + |tilt| change. A step-down or squat
+#   under 25 mm, an abduction under 60 cdeg is none; REP_SHALLOW under the task's usual size.
+#
+# Single-leg stance (_kernel, _finish): one hold, from angles:
 # - Angles: obliquity and tilt changes from the roll and pitch rates (gyro x, y) minus their bias,
 #   integrated. The pelvis estimator's angles (the pel_cdeg argument, kept in the API) were tried
-#   first: its accelerometer correction pulls them during a repetition's accelerations (on the
-#   simulated squats the tilt lagged and undershot the truth by 1.5-2 deg after each one), which
-#   moved the 10 % crossings by 200-300 ms. Its gyro bias is not used either: it keeps learning
+#   first: its accelerometer correction pulls them during a repetition's accelerations, which
+#   moved the crossings by 200-300 ms. Its gyro bias is not used either: it keeps learning
 #   during slow movements (20 counts off on the simulated exam). Here the bias is followed
 #   between tasks only (process() outside begin()..end()), 2^-8 per sample while both rates are
 #   within 2 dps of it (standing, resting), and held during a task.
-# - Movement m (cdeg): |obliquity - its baseline| + |tilt - its baseline| (tilt left out for the
-#   single-leg stance, where only the swing side drops). Step-down and single-leg squat tilt the
-#   pelvis forward and drop its swing side as it descends; weight-bearing hip abduction hikes or
-#   drops the swing side and tilts it a little; a stance drops the swing side when the foot comes
-#   off. Summing magnitudes keeps a movement whose obliquity change is cancelled by a weak side's
-#   extra drop (abduction) visible through its tilt.
+# - Movement m (cdeg): |obliquity - its baseline| (only the swing side drops).
 # - Baseline: a one-pole mean (2^-5 per sample) of the angles while they are still (moved less
-#   than 12 cdeg over the last 0.1 s) and no repetition is open: the pose held on the stance leg.
-# - A repetition opens when m exceeds the task's entry level; its low is where m peaks; it ends at
-#   the first sample after the low where m is back to 10 % of its peak (the truth definition of
-#   the exam contract); a stance ends when m is back to 25 % of its peak for 0.5 s (sway on one
-#   leg crosses a small drop's 10 %, and the two-leg pose after the foot comes down keeps some).
-#   Its start is found backwards in a 5 s ring: the last sample at or below 10 % of the peak
-#   before the low (stance: found on entry, the last sample at the exit floor, i.e. the foot
-#   coming off). The start and end reported are then placed from the half-peak crossings (1.59 x
-#   their distance from the low: a raised-cosine ramp's 10 % point; a minimum-jerk one's is at
-#   1.52 x), which the baseline's error and the sway move far less than the 10 % ones (on the
-#   simulated cohort of bench/bench_reps.py, F1 0.55 -> 0.64).
-# - Kept only if it looks like one: peak >= the task's minimum, rise and return >= 0.3 s each
-#   (walking's pelvic oscillation is faster), no impact (|vertical acceleration - baseline| >
-#   0.25 g: heel strikes), not a plateau (more than 60 % of its time above 80 % of its peak is a
-#   held contraction such as an MVC). Too small, too short, or longer than the ring: nothing is
-#   emitted. end() closes an open repetition that already passed a valid peak as REP_TRUNCATED.
-# - Depth (hipwire.frames.REP_DEPTH_UNITS): step-down and squat, millimetres of descent from the
-#   movement's onset (taken as one rise time before the start) to the low: the vertical acceleration
-#   (|a|^2 - g^2) / 2g, which needs no orientation, minus its mean over the 0.2 s before,
-#   integrated twice.
-#   On the simulated exam: median error under 10 mm, but 1 in 10 is off by > 0.5 m (not
-#   understood yet; tests/firmware/test_reps.py). Stance and abduction: swing-side obliquity at the low
-#   minus the baseline (+ = drops).
-#   REP_SHALLOW when m's peak is under the task's usual-depth level.
+#   than 12 cdeg over the last 0.1 s) and no hold is open: the pose on two legs.
+# - A hold opens when m exceeds 0.4 deg; its start (the foot coming off) is found on entry, the
+#   last sample at the exit floor in the 2 s before; its low is where m peaks; it ends when m is
+#   back to 25 % of its peak for 0.5 s (sway on one leg crosses a small drop's 10 %, and the
+#   two-leg pose after the foot comes down keeps some). Kept if >= 5 s and no impact.
+#   Depth: swing-side obliquity at the low minus the baseline (+ = drops).
 #
 # Assumptions: 100 Hz IMU; the person stands still (both feet or one) for a while before a task, so
-# the gyro bias is known, and holds still on the stance leg between repetitions for ~0.5 s; a
-# repetition lasts at most 4.8 s, a stance hold 5..60 s (a held MVC looks like a short stance). Only
-# changes of the pose count, so a standing calibration is not needed. Latency: a repetition is
-# emitted at its end (stance: 0.5 s later).
+# the gyro bias is known; a repetition's descent and return each last 0.2..3 s, a stance hold
+# 5..60 s (a held MVC looks like a short stance). Only changes of the pose count, so a standing
+# calibration is not needed. Latency: a repetition is emitted at its end (stance: 0.5 s later).
 #
-# Integers: rate integrals in Q5 counts x samples clamped to +-2^28 (+-2500 deg), angles and their
-# baselines < 2^23, gyro bias Q13 (< 2^28); accelerometer axes clamped to +-2 g, so |a|^2 <
-# 3 * 2^26; velocity clamped to +-2^28 (Q5), descent to +-2^22. Everything stays below 2^29
-# (state is stored offset by +2^29, like dsp/pelvis.py, so the unix port's zero-extending ptr32
-# loads read it back). process() and pop() allocate nothing (tests/firmware/mp_test_reps.py runs
-# them with the heap locked). Work per sample: one viper kernel step; per repetition: a backward
-# search and the depth integral over at most the ring (viper), then a few lines of Python.
+# Integers: rates Q5 counts; rate integrals in Q5 counts x samples clamped to +-2^28 (+-2500 deg),
+# angles and their baselines < 2^23, gyro bias Q13 (< 2^28); accelerometer axes clamped to +-2 g,
+# so |a|^2 < 3 * 2^26; vertical velocity clamped to +-2^20 (Q5 counts x samples, 0.78 m/s),
+# descent to +-2^22; the rate along r1 is a product of Q3 rates clamped to +-2^14 (< 2^29).
+# Everything stays below 2^29 (state is stored offset by +2^29, like dsp/pelvis.py, so the unix
+# port's zero-extending ptr32 loads read it back). process() and pop() allocate nothing
+# (tests/firmware/mp_test_reps.py runs them with the heap locked). Work per sample: one viper
+# kernel step; per repetition: backward searches and sums over at most the ring (viper), then a
+# few lines of Python.
 from array import array
 
 import micropython
@@ -115,7 +120,9 @@ _P_IMPACT = const(5)  # counts of vertical acceleration, Q5
 _P_BGX = const(6)  # gyro bias (roll, pitch), counts Q13 (< 2^28), stored + _OFF; kept across tasks
 _P_BGY = const(7)
 _P_EXIT = const(8)  # exit level, fraction of the peak in Q11
-_N_PAR = const(9)
+_P_BAV = const(9)  # vertical acceleration level between tasks, Q5, stored + _OFF; kept across tasks
+_P_BAV_OK = const(10)  # 1: _P_BAV has been learned
+_N_PAR = const(11)
 
 _NO_TASK = const(0)
 _STANCE = const(1)
@@ -128,9 +135,12 @@ _ABDUCTION = const(4)
 _TASKS = (
     None,
     (0, 40, 20, 50, 6000, 40, 0, 0, 500),  # single_leg_stance: one hold of >= 5 s
-    (1, 150, 20, 1, 480, 200, 450, 30, 0),  # step_down
-    (1, 150, 20, 1, 480, 200, 650, 30, 0),  # single_leg_squat
-    (1, 70, 15, 1, 480, 100, 220, 30, 0),  # hip_abduction_wb
+    # step-down, squat, abduction (_kernel_move): minimum |gx| + |gy| at the fastest (counts),
+    # shallow below, minimum descent / return (samples), smallest (mm of descent; abduction:
+    # cdeg of |obliquity| + |tilt| change)
+    (0, 0, 0, 0, 0, 45, 85, 20, 25),  # step_down
+    (0, 0, 0, 0, 0, 45, 105, 20, 25),  # single_leg_squat
+    (0, 0, 0, 0, 0, 45, 140, 20, 60),  # hip_abduction_wb
 )
 _IMPACT_COUNTS = const(1024)  # 0.25 g
 
@@ -297,21 +307,47 @@ def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: pt
 @micropython.viper
 def _learn_bias(imu: ptr16, n_samples: int, par: ptr32):
     """Between tasks: follow the roll and pitch gyro bias (2^-8 per sample) while both rates are
-    within 2 dps of it (standing, resting; a movement's rates are left out)."""
+    within 2 dps of it (standing, resting; a movement's rates are left out), and the vertical
+    acceleration's level (|a|, the accelerometer's own offset) at the same times."""
     off = 0x20000000
     bgx = int(par[_P_BGX]) - off
     bgy = int(par[_P_BGY]) - off
+    bav = int(par[_P_BAV]) - off
+    ok = int(par[_P_BAV_OK])
     k = 0
     end = n_samples * _CH
     while k < end:
         dx = (((int(imu[k + 3]) ^ 0x8000) - 0x8000) << 13) - bgx
         dy = (((int(imu[k + 4]) ^ 0x8000) - 0x8000) << 13) - bgy
-        k += _CH
         if dx < _STILL_RATE and dx > -_STILL_RATE and dy < _STILL_RATE and dy > -_STILL_RATE:
             bgx += (dx + 128) >> _BIAS_SHIFT
             bgy += (dy + 128) >> _BIAS_SHIFT
+            ax = (int(imu[k]) ^ 0x8000) - 0x8000
+            ay = (int(imu[k + 1]) ^ 0x8000) - 0x8000
+            az = (int(imu[k + 2]) ^ 0x8000) - 0x8000
+            if ax > _ACC_CLAMP:
+                ax = _ACC_CLAMP
+            elif ax < -_ACC_CLAMP:
+                ax = -_ACC_CLAMP
+            if ay > _ACC_CLAMP:
+                ay = _ACC_CLAMP
+            elif ay < -_ACC_CLAMP:
+                ay = -_ACC_CLAMP
+            if az > _ACC_CLAMP:
+                az = _ACC_CLAMP
+            elif az < -_ACC_CLAMP:
+                az = -_ACC_CLAMP
+            av = ((ax * ax + ay * ay + az * az - _ONE_G_SQ) >> 13) << 5
+            if ok == 0:
+                bav = av
+                ok = 1
+            else:
+                bav += (av - bav + 128) >> _BIAS_SHIFT
+        k += _CH
     par[_P_BGX] = bgx + off
     par[_P_BGY] = bgy + off
+    par[_P_BAV] = bav + off
+    par[_P_BAV_OK] = ok
 
 
 @micropython.viper
@@ -385,6 +421,270 @@ def _descent_q5(ring: ptr32, n0: int, n1: int, base_q5: int) -> int:
     return pos
 
 
+# --- step-down, single-leg squat, weight-bearing hip abduction ------------------------------
+# Move state slots (stored + _OFF)
+_M_N = const(0)
+_M_STATE = const(1)  # 0 idle, 1 rise (descent), 2 fall (return)
+_M_P1 = const(2)  # fastest |gx| + |gy| of the rise (Q5 counts)
+_M_N1 = const(3)
+_M_R1X = const(4)  # the rates there (Q5): the repetition's direction
+_M_R1Y = const(5)
+_M_LOW = const(6)
+_M_P2 = const(7)  # fastest return along -r1 (the projection, Q3 x Q3)
+_M_N2 = const(8)
+_M_V = const(9)  # vertical velocity, Q5 counts x samples
+_M_BAV = const(10)  # vertical acceleration level, Q5
+_M_AVS = const(11)  # vertical acceleration smoothed, Q5
+_M_STILL = const(12)
+_M_IMPACT = const(13)  # last sample with an impact
+_M_ARMED = const(14)
+_M_HANDOFF = const(15)
+_M_END = const(16)
+_N_MSTATE = const(17)
+_MV_ENTER = const(1056)  # 33 counts Q5: 1 dps of |gx| + |gy|
+_MV_STILL_RATE = const(1568)  # 49 counts Q5: 1.5 dps
+_MV_STILL_ACC = const(512)  # 16 counts Q5: 0.004 g
+_MV_STILL_N = const(10)
+_MV_CALM_N = const(30)
+_MV_TIMEOUT = const(300)
+_V_CLAMP = const(1 << 20)  # 0.78 m/s in Q5 counts x samples
+_R_CLAMP = const(16383)  # rates Q3 (Q5 >> 2) kept below 500 dps before a product
+
+
+@micropython.viper
+def _kernel_move(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, xring: ptr32,
+                 yring: ptr32, vring: ptr32) -> int:
+    """Step-down, squat, abduction: run n_samples (imu from int16 k0) through the vertical
+    velocity and the rise / fall state; stop after a sample that ends a repetition
+    (st[_M_HANDOFF] = 1). Returns the samples taken."""
+    off = 0x20000000
+    n = int(st[_M_N]) - off
+    state = int(st[_M_STATE]) - off
+    p1 = int(st[_M_P1]) - off
+    n1 = int(st[_M_N1]) - off
+    r1x = int(st[_M_R1X]) - off
+    r1y = int(st[_M_R1Y]) - off
+    low = int(st[_M_LOW]) - off
+    p2 = int(st[_M_P2]) - off
+    n2 = int(st[_M_N2]) - off
+    v = int(st[_M_V]) - off
+    bav = int(st[_M_BAV]) - off
+    avs = int(st[_M_AVS]) - off
+    still = int(st[_M_STILL]) - off
+    impact_n = int(st[_M_IMPACT]) - off
+    armed = int(st[_M_ARMED]) - off
+    bgx = (int(par[_P_BGX]) - off + 128) >> 8  # Q13 -> Q5
+    bgy = (int(par[_P_BGY]) - off + 128) >> 8
+    impact_q5 = int(par[_P_IMPACT])
+    handoff = 0
+    end_n = 0
+    i = 0
+    k = k0
+    while i < n_samples:
+        ax = (int(imu[k]) ^ 0x8000) - 0x8000
+        ay = (int(imu[k + 1]) ^ 0x8000) - 0x8000
+        az = (int(imu[k + 2]) ^ 0x8000) - 0x8000
+        gx = (int(imu[k + 3]) ^ 0x8000) - 0x8000
+        gy = (int(imu[k + 4]) ^ 0x8000) - 0x8000
+        k += _CH
+        i += 1
+        dx = (gx << 5) - bgx
+        dy = (gy << 5) - bgy
+        if ax > _ACC_CLAMP:
+            ax = _ACC_CLAMP
+        elif ax < -_ACC_CLAMP:
+            ax = -_ACC_CLAMP
+        if ay > _ACC_CLAMP:
+            ay = _ACC_CLAMP
+        elif ay < -_ACC_CLAMP:
+            ay = -_ACC_CLAMP
+        if az > _ACC_CLAMP:
+            az = _ACC_CLAMP
+        elif az < -_ACC_CLAMP:
+            az = -_ACC_CLAMP
+        av = ((ax * ax + ay * ay + az * az - _ONE_G_SQ) >> 13) << 5  # vertical acceleration, Q5
+        if n == 0:
+            if int(par[_P_BAV_OK]) == 0:
+                bav = av
+            else:
+                bav = int(par[_P_BAV]) - off
+            avs = bav
+        avs += (av - avs) >> 3
+        v += av - bav
+        v -= (v + 1024) >> 11
+        a = dx
+        if a < 0:
+            a = -a
+        b = dy
+        if b < 0:
+            b = -b
+        s = a + b  # |gx| + |gy|, Q5
+        e = avs - bav
+        if e < 0:
+            e = -e
+        if s < _MV_STILL_RATE and e < _MV_STILL_ACC:
+            still += 1
+        else:
+            still = 0
+        if still >= _MV_STILL_N:  # still: no vertical velocity; follow the acceleration's level
+            bav += (av - bav) >> 5
+            v -= (v + 4) >> 3
+            if state != 0 and still >= _MV_CALM_N:  # a held pose (an MVC), not a repetition
+                state = 0
+        if v > _V_CLAMP:
+            v = _V_CLAMP
+        elif v < -_V_CLAMP:
+            v = -_V_CLAMP
+        xring[n & _RMASK] = dx + off
+        yring[n & _RMASK] = dy + off
+        vring[n & _RMASK] = off - v
+        e = av - bav
+        if e > impact_q5 or e < -impact_q5:
+            impact_n = n
+        if state == 0:
+            if s < (_MV_ENTER >> 1):
+                armed = 1
+            if s > _MV_ENTER and armed:
+                state = 1
+                p1 = s
+                n1 = n
+                r1x = dx
+                r1y = dy
+        else:
+            if state == 1 and s > p1:
+                p1 = s
+                n1 = n
+                r1x = dx
+                r1y = dy
+            # the rate along the repetition's direction (Q3 x Q3)
+            a = r1x >> 2
+            if a > _R_CLAMP:
+                a = _R_CLAMP
+            elif a < -_R_CLAMP:
+                a = -_R_CLAMP
+            b = r1y >> 2
+            if b > _R_CLAMP:
+                b = _R_CLAMP
+            elif b < -_R_CLAMP:
+                b = -_R_CLAMP
+            c = dx >> 2
+            if c > _R_CLAMP:
+                c = _R_CLAMP
+            elif c < -_R_CLAMP:
+                c = -_R_CLAMP
+            d = dy >> 2
+            if d > _R_CLAMP:
+                d = _R_CLAMP
+            elif d < -_R_CLAMP:
+                d = -_R_CLAMP
+            u = a * c + b * d
+            pk = a * a + b * b
+            if state == 1:
+                if u < 0:  # the low: the movement turns
+                    state = 2
+                    low = n - 1
+                    p2 = u
+                    n2 = n
+                elif n - n1 > _MV_TIMEOUT:
+                    state = 0
+            else:
+                if u < p2:
+                    p2 = u
+                    n2 = n
+                if u > (pk >> 1):  # moving on the same way again: still the descent
+                    state = 1
+                elif n > n2 and u * 5 >= p2 * 3 and p2 * 10 < -3 * pk:
+                    # back to 60 % of the return's fastest: a raised-cosine ramp's 10 % point
+                    state = 0
+                    armed = 0
+                    handoff = 1
+                    end_n = n
+                    n += 1
+                    break
+                elif n - n2 > _MV_TIMEOUT:
+                    state = 0
+        n += 1
+    st[_M_N] = n + off
+    st[_M_STATE] = state + off
+    st[_M_P1] = p1 + off
+    st[_M_N1] = n1 + off
+    st[_M_R1X] = r1x + off
+    st[_M_R1Y] = r1y + off
+    st[_M_LOW] = low + off
+    st[_M_P2] = p2 + off
+    st[_M_N2] = n2 + off
+    st[_M_V] = v + off
+    st[_M_BAV] = bav + off
+    st[_M_AVS] = avs + off
+    st[_M_STILL] = still + off
+    st[_M_IMPACT] = impact_n + off
+    st[_M_ARMED] = armed + off
+    st[_M_HANDOFF] = handoff + off
+    st[_M_END] = end_n + off
+    return i
+
+
+@micropython.viper
+def _proj(xring: ptr32, yring: ptr32, k: int, r1x: int, r1y: int) -> int:
+    """The rate at sample k along (r1x, r1y), as in _kernel_move (Q3 x Q3)."""
+    off = 0x20000000
+    a = r1x >> 2
+    b = r1y >> 2
+    c = (int(xring[k & _RMASK]) - off) >> 2
+    d = (int(yring[k & _RMASK]) - off) >> 2
+    if a > _R_CLAMP:
+        a = _R_CLAMP
+    elif a < -_R_CLAMP:
+        a = -_R_CLAMP
+    if b > _R_CLAMP:
+        b = _R_CLAMP
+    elif b < -_R_CLAMP:
+        b = -_R_CLAMP
+    if c > _R_CLAMP:
+        c = _R_CLAMP
+    elif c < -_R_CLAMP:
+        c = -_R_CLAMP
+    if d > _R_CLAMP:
+        d = _R_CLAMP
+    elif d < -_R_CLAMP:
+        d = -_R_CLAMP
+    return a * c + b * d
+
+
+@micropython.viper
+def _last_proj_at_or_below(xring: ptr32, yring: ptr32, n_from: int, n_stop: int, r1x: int,
+                           r1y: int, level: int) -> int:
+    """The last k in [n_stop, n_from] whose rate along r1 (as _proj) is <= level; n_stop - 1 if
+    none."""
+    off = 0x20000000
+    a = r1x >> 2
+    b = r1y >> 2
+    if a > _R_CLAMP:
+        a = _R_CLAMP
+    elif a < -_R_CLAMP:
+        a = -_R_CLAMP
+    if b > _R_CLAMP:
+        b = _R_CLAMP
+    elif b < -_R_CLAMP:
+        b = -_R_CLAMP
+    k = n_from
+    while k >= n_stop:
+        c = (int(xring[k & _RMASK]) - off) >> 2
+        d = (int(yring[k & _RMASK]) - off) >> 2
+        if c > _R_CLAMP:
+            c = _R_CLAMP
+        elif c < -_R_CLAMP:
+            c = -_R_CLAMP
+        if d > _R_CLAMP:
+            d = _R_CLAMP
+        elif d < -_R_CLAMP:
+            d = -_R_CLAMP
+        if a * c + b * d <= level:
+            return k
+        k -= 1
+    return n_stop - 1
+
+
 class RepDetector:
     """Repetitions of one exam task between begin() and end(); see the top of this file."""
 
@@ -401,6 +701,9 @@ class RepDetector:
         self._par = array("i", bytes(4 * _N_PAR))
         self._par[_P_BGX] = _OFF
         self._par[_P_BGY] = _OFF
+        self._par[_P_BAV] = _OFF
+        self._ms = array("i", bytes(4 * _N_MSTATE))
+        self._yring = None
         # the histories (4.5 kB) are allocated by the first begin(): a device that never runs an
         # exam does not pay for them
         self._dobl = None
@@ -428,6 +731,11 @@ class RepDetector:
         st = self._st
         for i in range(_N_STATE):
             st[i] = _OFF
+        ms = self._ms
+        for i in range(_N_MSTATE):
+            ms[i] = _OFF
+        ms[_M_IMPACT] = _OFF - _RING
+        ms[_M_ARMED] = _OFF + 1
 
     # --- public ---------------------------------------------------------------------------
 
@@ -443,6 +751,7 @@ class RepDetector:
             self._dtilt = array("i", bytes(4 * _DRING))
             self._mring = array("i", bytes(4 * _RING))
             self._aring = array("i", bytes(4 * _RING))
+            self._yring = array("i", bytes(4 * _RING))
         p = self._par
         p[_P_WTILT] = wtilt
         p[_P_ENTER] = enter
@@ -463,7 +772,11 @@ class RepDetector:
         if self.task == _NO_TASK:
             return
         st = self._st
-        if st[_IN] - _OFF:
+        if self.task != _STANCE:
+            ms = self._ms
+            if ms[_M_STATE] - _OFF == 2:  # past its low
+                self._finish_move(ms[_M_N] - _OFF - 1, wire.REP_TRUNCATED)
+        elif st[_IN] - _OFF:
             last = st[_N] - _OFF - 1
             self._finish(last, wire.REP_TRUNCATED)
         self.task = _NO_TASK
@@ -479,10 +792,20 @@ class RepDetector:
         if self.task == _NO_TASK:
             _learn_bias(imu, n_samples, self._par)
             return self._q_len
-        st = self._st
-        self._block_n = st[_N] - _OFF
         self._block_clock = clock_first
         done = 0
+        if self.task != _STANCE:
+            ms = self._ms
+            self._block_n = ms[_M_N] - _OFF
+            while done < n_samples:
+                done += _kernel_move(imu, _CH * done, n_samples - done, ms, self._par,
+                                     self._aring, self._yring, self._mring)
+                if ms[_M_HANDOFF] - _OFF:
+                    ms[_M_HANDOFF] = _OFF
+                    self._finish_move(ms[_M_END] - _OFF, 0)
+            return self._q_len
+        st = self._st
+        self._block_n = st[_N] - _OFF
         while done < n_samples:
             done += _kernel(imu, _CH * done, n_samples - done, st, self._par, self._dobl,
                             self._dtilt, self._mring, self._aring)
@@ -584,6 +907,76 @@ class RepDetector:
         if peak < self._shallow:
             flags |= wire.REP_SHALLOW
         self._push(start, peak_n, end_n, flags, depth)
+
+    def _finish_move(self, n_end, flags):
+        """Step-down, squat, abduction: the repetition whose return reached 60 % of its fastest at
+        n_end (flags: REP_TRUNCATED when end() cut it after its low)."""
+        ms = self._ms
+        xr = self._aring
+        yr = self._yring
+        r1x = ms[_M_R1X] - _OFF
+        r1y = ms[_M_R1Y] - _OFF
+        n1 = ms[_M_N1] - _OFF
+        p2 = ms[_M_P2] - _OFF
+        low = ms[_M_LOW] - _OFF
+        a = r1x >> 2
+        b = r1y >> 2
+        pk = a * a + b * b
+        e = n_end
+        if not flags:  # the nearer of the two samples around the 60 % crossing
+            l2 = (p2 * 3) // 5
+            if abs(_proj(xr, yr, n_end, r1x, r1y) - l2) > abs(_proj(xr, yr, n_end - 1, r1x, r1y) - l2):
+                e = n_end - 1
+        oldest = n_end - _RING + 1
+        if oldest < 0:
+            oldest = 0
+        l1 = (pk * 3) // 5
+        k = _last_proj_at_or_below(xr, yr, n1, oldest, r1x, r1y, l1)
+        if k <= oldest:
+            return  # its start left the ring: too slow to be one repetition
+        start = k
+        if abs(_proj(xr, yr, k + 1, r1x, r1y) - l1) < abs(_proj(xr, yr, k, r1x, r1y) - l1):
+            start = k + 1
+        k_stop = k - 2 * (n1 - k)
+        if k_stop < oldest:
+            k_stop = oldest
+        k0 = _last_proj_at_or_below(xr, yr, k, k_stop + 1, r1x, r1y, 0)  # the onset
+        if k0 < k_stop:
+            k0 = k_stop
+        if ms[_M_IMPACT] - _OFF >= k0:
+            return  # heel strikes: walking or stepping, not a repetition
+        task = self.task
+        a = abs(r1x) >> 5
+        b = abs(r1y) >> 5
+        if a + b < self._min_peak:
+            return
+        a = abs(r1x) >> 2  # Q3
+        b = abs(r1y) >> 2
+        if a < b:
+            a, b = b, a
+        # the return at least as fast as the task's minimum too (|r1| ~ max + min / 2)
+        if not flags and (-p2) * 5 < 3 * (self._min_peak << 3) * (a + (b >> 1)):
+            return
+        if low - start < self._min_phase or (not flags and e - low < self._min_phase):
+            return
+        if task == _ABDUCTION:
+            dob = _sum(xr, k0, low)
+            dti = _sum(yr, k0, low)
+            size = (((abs(dob) + abs(dti)) >> 5) * 125) >> 12  # cdeg
+            d = ((dob >> 5) * 125) >> 12
+            depth = d if self.side == wire.LEFT else -d
+        else:
+            pos = _sum(self._mring, k0, low) >> 5
+            if pos > _POS_CLAMP:
+                pos = _POS_CLAMP
+            elif pos < -_POS_CLAMP:
+                pos = -_POS_CLAMP
+            depth = size = (pos * 251) >> 20  # mm
+        if size < self._min_len:
+            return
+        if size < self._shallow:
+            flags |= wire.REP_SHALLOW
+        self._push(start, low, e, flags, depth)
 
     def _push(self, start_n, low_n, end_n, flags, depth):
         index = self.index
