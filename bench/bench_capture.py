@@ -1,7 +1,7 @@
 """Capture throughput on the unix port: EMG 4 ch @ 1 kHz + IMU @ 100 Hz through the fake chips, the
 real drivers and both captures (DRDY IRQ per sample, IMU FIFO drained every 50 ms), in multiples of
 real time. Fake-chip work (frame building, SPI routing) is included, so the capture alone is faster.
-The ESP32-S3 runs bytecode roughly 35-100x slower than this (DOMAIN.md)."""
+The ESP32-S3 runs bytecode roughly 35-100x slower than this (docs/REFERENCES.md)."""
 
 import sys
 from pathlib import Path

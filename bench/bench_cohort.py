@@ -12,7 +12,7 @@ Truth per stance side, from the configuration:
 - ES_DOMINANT_IPSI expected on the weak side when es_compensation == "stance";
 - ES_DOMINANT_CONTRA expected on the weak side when es_compensation == "contra";
 - PELVIC_DROP expected on the weak side when its extra swing-side drop (pelvic_drop_deg) is more
-  than the 4 deg smallest detectable change of pelvic frontal-plane angle (DOMAIN.md): the
+  than the 4 deg smallest detectable change of pelvic frontal-plane angle (Youdas et al. 2007): the
   weak side's drop then exceeds the other side's by more than a detectable change;
 - no flag expected otherwise, and none on a healthy side.
 The cohort does not sample extra drops between 2 and 6 deg: there, within the sensor's error of the
@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 FLAGS = ("ES_DOMINANT_IPSI", "ES_DOMINANT_CONTRA", "PELVIC_DROP")
 SIDES = ("left", "right")
 # Extra swing-side drop (deg) that counts as clinically meaningful: the smallest detectable change
-# of the pelvic frontal-plane angle (DOMAIN.md).
+# of the pelvic frontal-plane angle (Youdas et al. 2007).
 DROP_SDC_DEG = 4.0
 MASTER_SEED = 6  # issue 6
 WALK_S = 35.0

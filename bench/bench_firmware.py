@@ -21,7 +21,7 @@ firmware_rtf_device_code: device seconds per CPU second of firmware code only: t
   (capture drains, DSP, framing, status, radio queue) without the fake board's share, plus the DRDY
   handler 1000 times per device second. The fake chips' own Python (conversions, FIFO, feed
   reading, fake SPI transfers, fake pins and counters) is left out. This is the figure that scales to
-  the ESP32 (divide by 50-100, DOMAIN.md): it is what the device's CPU has to do.
+  the ESP32 (divide by 50-100, docs/REFERENCES.md): it is what the device's CPU has to do.
 firmware_alloc_bytes_per_s: micropython.mem_total() growth inside the app's step per device second,
   less what the fake board allocated inside it. mem_total counts every heap allocation, including
   the bytecode frames MicroPython puts on the heap (and frees on return) for functions whose state
@@ -43,7 +43,8 @@ The timed runs ("clean") make no gc.mem_alloc() call: it scans the heap's alloca
 50 us each here, more than a 10 ms step of the app), and with four per step in the loop it made up
 most of the CPU time that firmware_rtf and firmware_rtf_excluding_fake_chips reported. The heap and
 allocation figures come from the instrumented ("fakebus") run, outside its timed windows.
-The ESP32-S3 runs MicroPython bytecode roughly 50-100x slower than this machine (DOMAIN.md).
+The ESP32-S3 runs MicroPython bytecode roughly 50-100x slower than this machine (MicroPython's
+tests/perf_bench; docs/REFERENCES.md).
 
 The binary is micropython_binary() (HIPSYNC_MICROPYTHON chooses it), the ROMFS image is built for its
 native arch (read from the binary). On a 32-bit binary (tools/build_micropython32.py: 4-byte

@@ -3,7 +3,7 @@
 tilt_rmse_deg_broad*: inclination error RMSE (deg) over BROAD's movement phases of trial 02 at
 100 Hz, device estimator vs imufusion 1.3.3 on the same counts (tests/firmware/pelvis_reference.py).
 pelvis_rtf: seconds of 100 Hz IMU data processed per second of the MicroPython unix port (blocks of
-10 samples, as from the IMU FIFO); an ESP32 is roughly 50-100x slower (docs/DOMAIN.md)."""
+10 samples, as from the IMU FIFO); an ESP32 is roughly 50-100x slower (docs/REFERENCES.md)."""
 
 import sys
 import tempfile

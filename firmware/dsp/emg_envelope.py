@@ -24,7 +24,7 @@ from micropython import const
 from hipwire import units
 from dsp import emg_filters
 
-# Envelope low-pass, 2nd order. DOMAIN.md's ~38 ms is the 6 Hz low-pass alone; with the high-pass
+# Envelope low-pass, 2nd order. A 6 Hz one alone has ~38 ms of group delay; with the high-pass
 # and notches in front, 6 Hz measured 43 ms behind the activation (bench_emg.py), 7 Hz 37 ms.
 _ENVELOPE_HZ = 7
 _HIGHPASS_HZ = 20

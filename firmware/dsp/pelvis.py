@@ -19,9 +19,9 @@
 # tests/firmware/test_pelvis_bounds.py runs this very kernel in CPython with ints that fail on any
 # value >= 2**30, on full-scale input, and checks bit-equality with MicroPython.
 # Measured on the unix port (x86, 100 Hz input, blocks of 10): viper kernel ~1.1 us per sample
-# (~9000x real time); the same kernel as plain bytecode ~25 us per sample (~390x). With DOMAIN.md's
-# ESP32 factors (viper ~50x, bytecode ~100x slower) that is ~0.5 % versus ~25 % of a core at
-# 100 Hz - hence viper.
+# (~9000x real time); the same kernel as plain bytecode ~25 us per sample (~390x). With the ESP32
+# factors of MicroPython's tests/perf_bench (viper ~50x, bytecode ~100x slower; docs/REFERENCES.md)
+# that is ~0.5 % versus ~25 % of a core at 100 Hz - hence viper.
 import array
 import math
 

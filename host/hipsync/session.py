@@ -37,7 +37,7 @@ KNOWN_TASKS = (TASK_STANDING, *MVC_TASKS.values(), TASK_WALK, "step_down", "sing
                "hip_abduction")
 
 # What is recorded about electrodes when the caller does not say otherwise: the SENIAM
-# recommendation the device is designed for (DOMAIN.md, "Measurement conventions"). Printed in the
+# recommendation the device is designed for (Hermens et al. 2000; docs/REFERENCES.md). Printed in the
 # report as "as designed", so a therapist knows it was not entered for this session.
 DEFAULT_ELECTRODES = {
     "type": "Ag/AgCl surface electrodes, bipolar",

@@ -1,6 +1,6 @@
 """Every threshold that turns numbers into flags, in one place, each with its reason.
 
-No study validates a GMed:ES ratio cut-off (DOMAIN.md, "The clinical question"), so the flags are
+No study validates a GMed:ES ratio cut-off (sources in docs/REFERENCES.md), so the flags are
 descriptive and conservative: they say a pattern was seen in most strides, never that a muscle is
 weak. The report prints these rules next to the flags."""
 
@@ -26,7 +26,7 @@ SIGN_TEST_ALPHA = 0.05
 
 # ---- ES dominance (ES_DOMINANT_IPSI / ES_DOMINANT_CONTRA)
 # Per stride: mean stance GMed / mean ES activation in single support, both normalised to MVC.
-# 1.0 = equal %MVC. A descriptive boundary, not a validated cut-off (none exists; DOMAIN.md), and
+# 1.0 = equal %MVC. A descriptive boundary, not a validated cut-off (none exists), and
 # a weak GMed may even read a higher %MVC (Penney et al. 2014), so the flag says "pattern
 # consistent with", never "weak". The flag needs a consistent majority of strides with ratio < 1
 # (above). Only evaluated when every channel is MVC-normalised: under peak-dynamic normalisation
@@ -42,13 +42,13 @@ GMED_ES_RATIO_BOUNDARY = 1.0
 # Pathological Function, 2nd ed. 2010; pelvic obliquity about +-4 deg in healthy adults). We take
 # the upper end, 5 deg, so that a normal walker is never "dropping".
 NORMAL_WALKING_DROP_DEG = 5.0
-# 4 deg is the smallest reliably detectable change of the pelvis-on-femur angle (DOMAIN.md); a
+# 4 deg is the smallest reliably detectable change of the pelvis-on-femur angle (Youdas et al. 2007); a
 # sacrum IMU also has 2.7-4.5 deg RMS error against optical capture (Bolink et al. 2016). A
 # difference smaller than this is not a finding.
 PELVIC_DROP_DEG = 4.0
 # PELVIC_DROP on side S needs the side's median drop above the normal walking drop AND either
 #  (a) more than PELVIC_DROP_DEG above the other side's median drop: a one-sided excess against the
-#      person's own other side (DOMAIN.md: judge against the person, not a population constant;
+#      person's own other side (judge against the person, not a population constant;
 #      a unilateral Trendelenburg gait is a one-sided sign), or
 #  (b) more than PELVIC_DROP_DEG beyond the normal walking drop (both sides dropping, where (a)
 #      cannot see it).
@@ -222,7 +222,7 @@ EXAM_HOLD_ONSET_SEARCH_S = 1.0
 EXAM_ONSET_TIE_MS = 20.0
 
 # ---- pelvic drop in single-leg tasks (PELVIC_DROP)
-# Expected pattern: the pelvis stays level on one leg (DOMAIN.md, "The clinical exam"). The clinical
+# Expected pattern: the pelvis stays level on one leg (the Trendelenburg test). The clinical
 # single-leg-stance test calls more than 2 cm of swing-side drop positive; across about 23 cm
 # between the hip joint centres (adult pelvis) that is atan(2 / 23) = 5 deg. The rule has the
 # walking rule's shape with that clinical positive in place of the normal walking drop: the

@@ -44,7 +44,7 @@ def metric_units(normalisation_used: str) -> dict[str, str]:
 
 CAVEATS = [
     ("No study has validated a GMed:ES ratio cut-off. Flags describe a pattern seen stride by "
-    "stride; they are not a diagnosis (DOMAIN.md; Penney et al. 2014; Kendall et al. 2010)."),
+    "stride; they are not a diagnosis (Penney et al. 2014; Kendall et al. 2010; docs/REFERENCES.md)."),
     ("A weak gluteus medius can show higher, not lower, activation in %MVC (Penney et al., Arch "
     "Phys Med Rehabil 2014): a high stance GMed %MVC does not mean a strong muscle."),
     "Hip-abductor strength and pelvic drop correlate poorly (Kendall et al. 2010).",
