@@ -244,16 +244,10 @@ def cmd_flash(port: str | None, firmware: str | None) -> int:
     return EXIT_OK
 
 
-def _provision_available() -> str | None:
-    """Path of the hipsync CLI if it has a `provision` command, else None."""
+def _hipsync_cli() -> str | None:
+    """Path of the hipsync CLI (the venv's, else one on PATH), None when it is not installed."""
     exe = BIN / "hipsync"
-    exe_path = str(exe) if exe.exists() else shutil.which("hipsync")
-    if exe_path is None:
-        return None
-    proc = subprocess.run([exe_path, "--help"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or "provision" not in proc.stdout:
-        return None
-    return exe_path
+    return str(exe) if exe.exists() else shutil.which("hipsync")
 
 
 _VERSION_SNIPPET = "import app; print('FIRMWARE_VERSION=' + str(app.FIRMWARE_VERSION))"
@@ -296,11 +290,12 @@ def cmd_deploy(port: str | None, dry_run: bool) -> int:
     if proc.returncode != 0:
         raise DeviceError(f"copying to {port} failed (mpremote exit {proc.returncode})")
     print(f"copied {len(files)} files to {port}")
-    provision = _provision_available()
-    if provision is None:
-        raise DeviceError("files copied, but provisioning is not built yet (`hipsync provision` does "
-                          "not exist): the device has no identity/settings, deploy is incomplete")
-    proc = subprocess.run([provision, "provision", "--port", port], check=False)
+    hipsync = _hipsync_cli()
+    if hipsync is None:
+        raise DeviceError("files copied, but the hipsync CLI is not installed (run `make venv`), so "
+                          "`hipsync provision` could not run: the device has no identity/settings, "
+                          "deploy is incomplete")
+    proc = subprocess.run([hipsync, "provision", "--port", port], check=False)
     if proc.returncode != 0:
         raise DeviceError(f"hipsync provision --port {port} failed (exit {proc.returncode})")
     proc = _mpremote(port, "exec", _VERSION_SNIPPET, capture=True)

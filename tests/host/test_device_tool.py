@@ -159,11 +159,10 @@ def test_build_reports_a_compile_error(tmp_path):
 # --- deploy and flash sequences against stand-ins -----------------------------------------------
 
 class FakeRun:
-    """Records subprocess calls; answers `hipsync --help` and mpremote like a CLI would."""
+    """Records subprocess calls; answers mpremote like a device would."""
 
-    def __init__(self, hipsync_help: str, version_line: str = "FIRMWARE_VERSION=0.1.0"):
+    def __init__(self, version_line: str = "FIRMWARE_VERSION=0.1.0"):
         self.calls: list[list[str]] = []
-        self.hipsync_help = hipsync_help
         self.version_line = version_line
 
     def __call__(self, cmd, **kwargs):
@@ -171,8 +170,6 @@ class FakeRun:
         self.calls.append(cmd)
         if cmd[0].endswith("mpy-cross"):
             return _REAL_RUN(cmd, **kwargs)
-        if cmd[-1] == "--help":
-            return subprocess.CompletedProcess(cmd, 0, self.hipsync_help, "")
         if "mpremote" in cmd and "exec" in cmd and "FIRMWARE_VERSION" in cmd[-1]:
             return subprocess.CompletedProcess(cmd, 0, self.version_line + "\n", "")
         return subprocess.CompletedProcess(cmd, 0, "", "")
@@ -198,11 +195,15 @@ def fake_device(tmp_path, monkeypatch):
     return str(port)
 
 
-def test_deploy_copies_then_stops_when_provisioning_is_not_built(fake_device, monkeypatch, capsys):
-    fake = FakeRun(hipsync_help="usage: hipsync {demo,report}")
+def test_deploy_copies_then_stops_when_the_hipsync_cli_is_not_installed(fake_device, monkeypatch,
+                                                                        capsys):
+    (device.BIN / "hipsync").unlink()
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    fake = FakeRun()
     monkeypatch.setattr(device.subprocess, "run", fake)
     assert device.main(["deploy", "--port", fake_device]) == 1
-    assert "provisioning is not built yet" in capsys.readouterr().err
+    assert "hipsync CLI is not installed" in capsys.readouterr().err
+    assert not any(c[0].endswith("hipsync") for c in fake.calls)
     mpremote = [c for c in fake.calls if "mpremote" in c]
     assert len(mpremote) == 1
     copy = mpremote[0]
@@ -215,16 +216,16 @@ def test_deploy_copies_then_stops_when_provisioning_is_not_built(fake_device, mo
 
 
 def test_deploy_provisions_and_reads_the_version_back(fake_device, monkeypatch, capsys):
-    fake = FakeRun(hipsync_help="usage: hipsync {demo,provision,report}")
+    fake = FakeRun()
     monkeypatch.setattr(device.subprocess, "run", fake)
     assert device.main(["deploy", "--port", fake_device]) == 0
-    assert [c[1:] for c in fake.calls if c[0].endswith("hipsync") and c[-1] != "--help"] == [
+    assert [c[1:] for c in fake.calls if c[0].endswith("hipsync")] == [
         ["provision", "--port", fake_device]]
     assert "runs firmware 0.1.0" in capsys.readouterr().out
 
 
 def test_deploy_fails_when_the_version_cannot_be_read(fake_device, monkeypatch, capsys):
-    fake = FakeRun(hipsync_help="provision", version_line="Traceback: no module named app")
+    fake = FakeRun(version_line="Traceback: no module named app")
     monkeypatch.setattr(device.subprocess, "run", fake)
     assert device.main(["deploy", "--port", fake_device]) == 1
     assert "could not read the firmware version" in capsys.readouterr().err
@@ -276,7 +277,7 @@ def test_flash_refuses_another_chip(fake_device, tmp_path, monkeypatch, capsys):
 
 
 def test_dry_run_needs_no_port_and_copies_nothing(fake_device, monkeypatch, capsys):
-    fake = FakeRun(hipsync_help="provision")
+    fake = FakeRun()
     monkeypatch.setattr(device.subprocess, "run", fake)
     assert device.main(["deploy", "--dry-run"]) == 0
     out = capsys.readouterr().out
