@@ -8,13 +8,18 @@ some with many bad (shallow, hurried) repetitions and some doing every task badl
 shallow repetitions, a short stance), both sides, all four tasks, several seeds.
 
 Prints BENCH rep_detection_f1 (target >= 0.98), the same per task, the false repetitions per
-task and side, and rep_detector_us_per_sample (unix port, viper; ESP32 ~50x slower)."""
+task and side, and rep_detector_us_per_sample (unix port, viper; ESP32 ~50x slower). A stance
+hold is also scored as the analysis uses it (2 s epochs over the hold): rep_stance_hold_found, the
+share of truth holds found with both edges within 1 s (half an epoch), and the median and 90th
+percentile of the edges' error of the holds found."""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -27,6 +32,7 @@ from hipwire import commands as cmd  # noqa: E402
 from micropython_port import check_code  # noqa: E402
 
 # seed, weak side, tempo, bad repetition fraction, sloppy (every task done badly)
+HOLD_S = 12.0
 COHORT = [
     (11, None, 1.0, 0.1, False),
     (12, "left", 1.0, 0.1, False),
@@ -63,7 +69,7 @@ def recording(seed, weak, tempo, bad, sloppy):
     cfg = sim.PatientConfig(seed=seed, weak_side=weak, exam_tempo=tempo, bad_rep_fraction=bad)
     tasks = [sim.standing_calibration(5.0), sim.rest(2.0)]
     for side in ("L", "R"):
-        tasks += [sim.single_leg_stance(side, hold_s=12.0, sloppy=sloppy), sim.rest(2.0)]
+        tasks += [sim.single_leg_stance(side, hold_s=HOLD_S, sloppy=sloppy), sim.rest(2.0)]
         for make in (sim.step_down, sim.single_leg_squat, sim.hip_abduction_wb):
             tasks += [make(side, 5, sloppy=sloppy), sim.rest(2.0)]
     return sim.simulate(cfg, tasks)
@@ -71,6 +77,8 @@ def recording(seed, weak, tempo, bad, sloppy):
 
 def main() -> None:
     per_task = {t: [0, 0, 0] for t in range(1, 5)}
+    holds = [0, 0]  # found within 1 s, truth
+    edge_err_ms: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, patient in enumerate(COHORT):
             rec = recording(*patient)
@@ -78,6 +86,11 @@ def main() -> None:
             sub.mkdir()
             found, _ = run_device(to_counts(rec.acc_g, rec.gyr_dps), exam_marks(rec), sub)
             truth = truth_of(rec)
+            stance = [t for t in truth if t[3] == 1]
+            tp, _, _, pairs = match(stance, [f for f in found if f[3] == 1], tol=100)
+            holds[0] += tp
+            holds[1] += len(stance)
+            edge_err_ms += [10.0 * abs(f[k] - t[k]) for t, f in pairs for k in (0, 2)]
             for task in per_task:
                 tp, fp, fn, _ = match([t for t in truth if t[3] == task],
                                       [f for f in found if f[3] == task])
@@ -94,6 +107,10 @@ def main() -> None:
         name = cmd.EXAM_TASKS[task - 1]
         print(f"BENCH rep_detection_f1_{name} {2 * a / max(1, 2 * a + b + c):.3f} ratio")
         print(f"BENCH rep_false_{name} {b} count")
+    print(f"BENCH rep_stance_hold_found {holds[0] / max(1, holds[1]):.3f} ratio")
+    if edge_err_ms:
+        print(f"BENCH rep_stance_edge_err_p50 {np.median(edge_err_ms):.0f} ms")
+        print(f"BENCH rep_stance_edge_err_p90 {np.percentile(edge_err_ms, 90):.0f} ms")
     print(f"repetitions: truth {tp + fn}, found {tp + fp}, matched {tp}", file=sys.stderr)
     us = float(check_code(_TIMING).strip().splitlines()[-1])
     print(f"BENCH rep_detector_us_per_sample {us:.2f} us")

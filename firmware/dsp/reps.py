@@ -31,27 +31,26 @@
 #   onset to the low (+ = drops); its size is |obliquity| + |tilt| change. A step-down or squat
 #   under 25 mm, an abduction under 60 cdeg is none; REP_SHALLOW under the task's usual size.
 #
-# Single-leg stance (_kernel, _finish): one hold, from angles:
-# - Angles: obliquity and tilt changes from the roll and pitch rates (gyro x, y) minus their bias,
-#   integrated. The pelvis estimator's angles (the pel_cdeg argument, kept in the API) were tried
-#   first: its accelerometer correction pulls them during a repetition's accelerations, which
-#   moved the crossings by 200-300 ms. Its gyro bias is not used either: it keeps learning
-#   during slow movements (20 counts off on the simulated exam). Here the bias is followed
-#   between tasks only (process() outside begin()..end()), 2^-8 per sample while both rates are
-#   within 2 dps of it (standing, resting), and held during a task.
-# - Movement m (cdeg): |obliquity - its baseline| (only the swing side drops).
-# - Baseline: a one-pole mean (2^-5 per sample) of the angles while they are still (moved less
-#   than 12 cdeg over the last 0.1 s) and no hold is open: the pose on two legs.
-# - A hold opens when m exceeds 0.4 deg; its start (the foot coming off) is found on entry, the
-#   last sample at the exit floor in the 2 s before; its low is where m peaks; it ends when m is
-#   back to 25 % of its peak for 0.5 s (sway on one leg crosses a small drop's 10 %, and the
-#   two-leg pose after the foot comes down keeps some). Kept if >= 5 s and no impact.
-#   Depth: swing-side obliquity at the low minus the baseline (+ = drops).
-#
+# Single-leg stance (_kernel_hold, _finish_hold): one hold, from the sway. On one leg the body
+# sways far more than on two (the base of support is one foot), and it does from the moment the
+# foot comes off to the moment it is down again; a healthy pelvis barely changes its obliquity
+# (a few tenths of a degree, within the sway), so the angles cannot mark a healthy hold.
+# - Sway s: |roll rate| + |pitch rate| (gyro x, y minus their bias), smoothed over 40 ms.
+# - Its two-leg level L is learned between tasks (standing, resting: with the gyro bias, below).
+# - The hold is the interval whose sum of (s - max(1.5 L, 0.9 dps)) is largest (the maximum-
+#   subarray scan, O(1) per sample): the sway's dips on one leg and its bursts on two cost a
+#   little instead of cutting or opening a hold. 1.5 L and 0.9 dps are estimates (quiet standing
+#   turns the pelvis by a few tenths of a degree per second, gyro noise included; on the simulated
+#   exam they found the most holds with the fewest splits among 1.5-4 L and 0.3-1.1 dps). It is
+#   emitted once nothing has added to it for 3 s, or at end() (REP_TRUNCATED if it was still
+#   going then).
+# - Kept if >= 5 s and with at most 2 impacts (|vertical acceleration - its level| > 0.25 g:
+#   heel strikes are walking or stepping). Low: where the swing side is lowest (obliquity from the
+#   integrated roll rate, from 0.3 s before the hold's start); depth: that drop in cdeg (+ = drops).
 # Assumptions: 100 Hz IMU; the person stands still (both feet or one) for a while before a task, so
-# the gyro bias is known; a repetition's descent and return each last 0.2..3 s, a stance hold
-# 5..60 s (a held MVC looks like a short stance). Only changes of the pose count, so a standing
-# calibration is not needed. Latency: a repetition is emitted at its end (stance: 0.5 s later).
+# the gyro bias and the two-leg sway are known; a repetition's descent and return each last
+# 0.2..3 s, a stance hold 5 s or more (a held MVC is shorter and sways little). Only changes of the pose count, so a standing
+# calibration is not needed. Latency: a repetition is emitted at its end (stance: 3 s later).
 #
 # Integers: rates Q5 counts; rate integrals in Q5 counts x samples clamped to +-2^28 (+-2500 deg),
 # angles and their baselines < 2^23, gyro bias Q13 (< 2^28); accelerometer axes clamped to +-2 g,
@@ -71,58 +70,47 @@ from hipwire import frames as wire
 from hipwire import units
 
 _OFF = const(0x20000000)
-_B29 = const(1 << 29)
-_M30 = const((1 << 30) - 1)
-_RING = const(512)  # m and vertical acceleration history: 5.12 s
+_RING = const(512)  # move tasks' rate and acceleration histories: 5.12 s
 _RMASK = const(511)
-_DRING = const(64)  # recent angles, for the stillness test
+_DRING = const(64)  # recent obliquity (stance), for the drop from before the hold
 _DMASK = const(63)
-_STILL_LAG = const(10)  # the baseline follows the angles only while they moved less than
-_STILL_CDEG = const(12)  # this over the last 0.1 s
-_RESUME_AFTER = const(10)  # samples after a repetition's end before the baseline follows again
 _STILL_RATE = const(537395)  # gyro bias learning: 2 dps in counts Q13 (65.6 * 8192)
 _BIAS_SHIFT = const(8)
 _CH = const(6)
 _ONE_G_SQ = const(1 << 24)  # (4096 counts)^2
 _ACC_CLAMP = const(8192)  # 2 g
-_INT_CLAMP = const(1 << 28)  # velocity, Q5
-_STANCE_BACK = const(200)  # samples searched back for a stance's start
-_PRE = const(20)  # samples before the onset that give the acceleration's still level
+_INT_CLAMP = const(1 << 28)  # integrals, Q5
 _POS_CLAMP = const(1 << 22)  # ~1000 mm: keeps pos * 251 below 2^30
 
-# State slots (stored + _OFF)
+# Stance (hold) state slots (stored + _OFF)
 _N = const(0)  # samples since begin()
-_IN = const(1)  # a repetition is open
-_ENTRY = const(2)
-_PEAK = const(3)
-_PEAK_N = const(4)
-_PEAK_OBL = const(5)
-_QUIET = const(6)
-_IMPACT = const(7)
-_RESUME = const(8)
-_BOBL = const(9)  # baselines, Q5
-_BTILT = const(10)
-_BAV = const(11)
-_HANDOFF = const(12)  # 1: a repetition ended at _END_N; 2: one ran past the ring
-_END_N = const(13)
-_THX = const(14)  # roll / pitch rate minus bias, integrated: Q5 counts x samples
-_THY = const(15)
-_START = const(16)  # a stance's start
+_SWAY = const(1)  # s: |roll| + |pitch| rate minus bias, smoothed, Q5 counts
+_THX = const(2)  # roll rate minus bias, integrated: Q5 counts x samples
+_RUN = const(3)  # the scan's current interval: sum of (s - threshold), counts x samples ...
+_RUN_S = const(4)  # ... its first sample
+_RUN_IMP = const(5)  # ... impacts in it
+_RUN_O0 = const(6)  # ... obliquity (cdeg) 0.3 s before its start
+_RUN_PK = const(7)  # ... largest swing-side drop in it (cdeg) and where
+_RUN_PKN = const(8)
+_BEST = const(9)  # the best interval so far: its sum, first and last sample, impacts, drop
+_BEST_S = const(10)
+_BEST_E = const(11)
+_BEST_IMP = const(12)
+_BEST_PK = const(13)
+_BEST_PKN = const(14)
+_WAS_IMP = const(15)  # the previous sample was an impact (impacts are counted once each)
+_HANDOFF = const(16)  # 1: the best interval is complete
 _N_STATE = const(17)
 
 # Parameter slots (stored as is, non-negative)
-_P_WTILT = const(0)  # 1: tilt is part of m
-_P_ENTER = const(1)  # cdeg
-_P_FLOOR = const(2)  # cdeg: the exit level never goes below this
-_P_QUIET = const(3)  # samples at or below the exit level that end a repetition
-_P_MAXLEN = const(4)  # samples from entry
-_P_IMPACT = const(5)  # counts of vertical acceleration, Q5
-_P_BGX = const(6)  # gyro bias (roll, pitch), counts Q13 (< 2^28), stored + _OFF; kept across tasks
-_P_BGY = const(7)
-_P_EXIT = const(8)  # exit level, fraction of the peak in Q11
-_P_BAV = const(9)  # vertical acceleration level between tasks, Q5, stored + _OFF; kept across tasks
-_P_BAV_OK = const(10)  # 1: _P_BAV has been learned
-_N_PAR = const(11)
+_P_IMPACT = const(0)  # counts of vertical acceleration, Q5
+_P_BGX = const(1)  # gyro bias (roll, pitch), counts Q13 (< 2^28), stored + _OFF; kept across tasks
+_P_BGY = const(2)
+_P_BAV = const(3)  # vertical acceleration level between tasks, Q5, stored + _OFF; kept across tasks
+_P_BAV_OK = const(4)  # 1: _P_BAV has been learned
+_P_SWAY = const(5)  # two-leg sway level L between tasks, Q5 counts, stored + _OFF; kept across tasks
+_P_SIDE = const(6)  # the task's stance side (wire.LEFT / RIGHT)
+_N_PAR = const(7)
 
 _NO_TASK = const(0)
 _STANCE = const(1)
@@ -130,79 +118,80 @@ _STEP_DOWN = const(2)
 _SQUAT = const(3)
 _ABDUCTION = const(4)
 
-# Per task (1-based code): tilt used, entry, exit floor, quiet samples, max length (samples),
-# minimum peak, shallow below (cdeg of m), minimum rise / return (samples), minimum duration.
+# Per task (1-based code): minimum peak, shallow below, minimum descent / return (samples),
+# smallest. Stance: the shortest hold (samples). Step-down, squat, abduction (_kernel_move):
+# minimum |gx| + |gy| at the fastest (counts), shallow below, minimum descent / return, smallest
+# (mm of descent; abduction: cdeg of |obliquity| + |tilt| change)
 _TASKS = (
     None,
-    (0, 40, 20, 50, 6000, 40, 0, 0, 500),  # single_leg_stance: one hold of >= 5 s
-    # step-down, squat, abduction (_kernel_move): minimum |gx| + |gy| at the fastest (counts),
-    # shallow below, minimum descent / return (samples), smallest (mm of descent; abduction:
-    # cdeg of |obliquity| + |tilt| change)
-    (0, 0, 0, 0, 0, 45, 85, 20, 25),  # step_down
-    (0, 0, 0, 0, 0, 45, 105, 20, 25),  # single_leg_squat
-    (0, 0, 0, 0, 0, 45, 140, 20, 60),  # hip_abduction_wb
+    (0, 0, 0, 500),  # single_leg_stance: one hold of >= 5 s
+    (45, 85, 20, 25),  # step_down
+    (45, 105, 20, 25),  # single_leg_squat
+    (45, 140, 20, 60),  # hip_abduction_wb
 )
 _IMPACT_COUNTS = const(1024)  # 0.25 g
+_HOLD_FLOOR_Q5 = const(945)  # the hold threshold is never below 0.9 dps (29.5 counts, Q5)
+_HOLD_QUIET = const(300)  # samples with nothing added to the best interval: it is complete
+_HOLD_MAX_IMPACTS = const(2)
+_HOLD_TAIL = const(50)  # end(): a best interval ending this close to the cut was still going
+_HOLD_PRE = const(30)  # the drop is measured from the obliquity this many samples before the start
 
 
 @micropython.viper
-def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: ptr32,
-            dtilt: ptr32, mring: ptr32, aring: ptr32) -> int:
-    """Run n_samples (imu from int16 k0: 6 per sample) through
-    the baseline, m and the open repetition; stop after a sample whose repetition ended or ran too
-    long (st[_HANDOFF]). Returns the samples taken."""
+def _kernel_hold(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: ptr32) -> int:
+    """Single-leg stance: run n_samples (imu from int16 k0: 6 per sample) through the sway and the
+    maximum-subarray scan; stop after a sample at which the best interval is complete
+    (st[_HANDOFF] = 1). Returns the samples taken."""
     off = 0x20000000
     n = int(st[_N]) - off
-    inside = int(st[_IN]) - off
-    entry = int(st[_ENTRY]) - off
-    peak = int(st[_PEAK]) - off
-    peak_n = int(st[_PEAK_N]) - off
-    peak_obl = int(st[_PEAK_OBL]) - off
-    quiet = int(st[_QUIET]) - off
-    impact = int(st[_IMPACT]) - off
-    resume = int(st[_RESUME]) - off
-    bobl = int(st[_BOBL]) - off
-    btilt = int(st[_BTILT]) - off
-    bav = int(st[_BAV]) - off
+    sway = int(st[_SWAY]) - off
     thx = int(st[_THX]) - off
-    thy = int(st[_THY]) - off
+    run = int(st[_RUN]) - off
+    run_s = int(st[_RUN_S]) - off
+    run_imp = int(st[_RUN_IMP]) - off
+    run_o0 = int(st[_RUN_O0]) - off
+    run_pk = int(st[_RUN_PK]) - off
+    run_pkn = int(st[_RUN_PKN]) - off
+    best = int(st[_BEST]) - off
+    best_s = int(st[_BEST_S]) - off
+    best_e = int(st[_BEST_E]) - off
+    best_imp = int(st[_BEST_IMP]) - off
+    best_pk = int(st[_BEST_PK]) - off
+    best_pkn = int(st[_BEST_PKN]) - off
+    was_imp = int(st[_WAS_IMP]) - off
     bgx = (int(par[_P_BGX]) - off + 128) >> 8  # Q13 -> Q5
     bgy = (int(par[_P_BGY]) - off + 128) >> 8
-    wtilt = int(par[_P_WTILT])
-    enter = int(par[_P_ENTER])
-    floor = int(par[_P_FLOOR])
-    need_quiet = int(par[_P_QUIET])
-    maxlen = int(par[_P_MAXLEN])
+    bav = int(par[_P_BAV]) - off
+    bav_ok = int(par[_P_BAV_OK])
     impact_q5 = int(par[_P_IMPACT])
-    exit_q11 = int(par[_P_EXIT])
+    threshold = ((int(par[_P_SWAY]) - off) * 3) >> 1  # 1.5 L
+    if threshold < _HOLD_FLOOR_Q5:
+        threshold = _HOLD_FLOOR_Q5
+    right = int(par[_P_SIDE])  # the swing side drops: obliquity + on a left stance, - on a right
     handoff = 0
-    end_n = 0
     i = 0
     k = k0
     while i < n_samples:
         ax = (int(imu[k]) ^ 0x8000) - 0x8000  # ptr16 loads are unsigned
         ay = (int(imu[k + 1]) ^ 0x8000) - 0x8000
         az = (int(imu[k + 2]) ^ 0x8000) - 0x8000
+        dx = (((int(imu[k + 3]) ^ 0x8000) - 0x8000) << 5) - bgx
+        dy = (((int(imu[k + 4]) ^ 0x8000) - 0x8000) << 5) - bgy
         k += _CH
-        gx = (int(imu[k - 3]) ^ 0x8000) - 0x8000
-        gy = (int(imu[k - 2]) ^ 0x8000) - 0x8000
         i += 1
-        dx = (gx << 5) - bgx
-        dy = (gy << 5) - bgy
-        # obliquity and tilt change: the roll and pitch rates minus the bias, integrated (Q5
-        # counts x samples; 1 cdeg = 32.8 counts x samples)
         thx += dx
-        thy += dy
         if thx > _INT_CLAMP:
             thx = _INT_CLAMP
         elif thx < -_INT_CLAMP:
             thx = -_INT_CLAMP
-        if thy > _INT_CLAMP:
-            thy = _INT_CLAMP
-        elif thy < -_INT_CLAMP:
-            thy = -_INT_CLAMP
         obl = ((thx >> 5) * 125) >> 12  # cdeg: 100 / 3280 = 125 / 4096
-        tilt = ((thy >> 5) * 125) >> 12
+        dobl[n & _DMASK] = obl + off
+        if dx < 0:
+            dx = -dx
+        if dy < 0:
+            dy = -dy
+        r = dx + dy  # < 2^22
+        sway += (r - sway) >> 2
         if ax > _ACC_CLAMP:
             ax = _ACC_CLAMP
         elif ax < -_ACC_CLAMP:
@@ -215,104 +204,80 @@ def _kernel(imu: ptr16, k0: int, n_samples: int, st: ptr32, par: ptr32, dobl: pt
             az = _ACC_CLAMP
         elif az < -_ACC_CLAMP:
             az = -_ACC_CLAMP
-        av = (ax * ax + ay * ay + az * az - _ONE_G_SQ) >> 13  # vertical acceleration, counts
-        dobl[n & _DMASK] = obl + off
-        dtilt[n & _DMASK] = tilt + off
-        aring[n & _RMASK] = av + off
-        if n == 0:
-            bobl = obl << 5
-            btilt = tilt << 5
-            bav = av << 5
-        elif inside == 0 and n >= resume and n >= _STILL_LAG:
-            j = n - _STILL_LAG
-            d = obl - (int(dobl[j & _DMASK]) - off)
-            if d < 0:
-                d = -d
-            e = tilt - (int(dtilt[j & _DMASK]) - off)
-            if e < 0:
-                e = -e
-            if d + e <= _STILL_CDEG:  # still: the pose held on the stance leg
-                bobl += ((obl << 5) - bobl) >> 5
-                btilt += ((tilt << 5) - btilt) >> 5
-                bav += ((av << 5) - bav) >> 5
-        d = (obl << 5) - bobl
-        if d < 0:
+        av = ((ax * ax + ay * ay + az * az - _ONE_G_SQ) >> 13) << 5  # vertical acceleration, Q5
+        if bav_ok == 0:
+            bav = av
+            bav_ok = 1
+        d = av - bav
+        imp = 0
+        if d > impact_q5 or d < -impact_q5:
+            imp = 1
+        if run <= 0:  # the scan: a new interval starts here
+            run = 0
+            run_s = n
+            run_imp = 0
+            j = n - _HOLD_PRE
+            if j < 0:
+                j = 0
+            if n - j >= _DRING:
+                j = n - _DRING + 1
+            run_o0 = int(dobl[j & _DMASK]) - off
+            run_pk = -_INT_CLAMP
+            run_pkn = n
+        run += (sway - threshold) >> 5
+        if run > _INT_CLAMP:
+            run = _INT_CLAMP
+        if imp and not was_imp:
+            run_imp += 1
+        was_imp = imp
+        d = obl - run_o0
+        if right:
             d = -d
-        m = d >> 5
-        if wtilt:
-            d = (tilt << 5) - btilt
-            if d < 0:
-                d = -d
-            m += d >> 5
-        mring[n & _RMASK] = m + off
-        if inside:
-            if m > peak:
-                peak = m
-                peak_n = n
-                peak_obl = obl
-            d = (av << 5) - bav
-            if d > impact_q5 or d < -impact_q5:
-                impact += 1
-            level = (peak * exit_q11) >> 11  # 10 % of the peak (stance: 25 %)
-            if level < floor:
-                level = floor
-            if m <= level and n > peak_n:
-                quiet += 1
-            else:
-                quiet = 0
-            if quiet >= need_quiet:
-                handoff = 1
-                end_n = n - need_quiet + 1
-                n += 1
-                break
-            if n - entry >= maxlen:
-                handoff = 2
-                end_n = n
-                n += 1
-                break
-        elif m > enter:
-            inside = 1
-            entry = n
-            if need_quiet > 1:  # a stance: its start (the foot coming off) is found now, since
-                j = n - 1  # the hold may outlast the ring
-                while j >= 0 and j > n - _STANCE_BACK:
-                    if int(mring[j & _RMASK]) - off <= floor:
-                        break
-                    j -= 1
-                st[_START] = j + 1 + off
-            peak = m
-            peak_n = n
-            peak_obl = obl
-            quiet = 0
-            impact = 0
+        if d > run_pk:
+            run_pk = d
+            run_pkn = n
+        if run > best:
+            best = run
+            best_s = run_s
+            best_e = n
+            best_imp = run_imp
+            best_pk = run_pk
+            best_pkn = run_pkn
         n += 1
+        if best > 0 and n - 1 - best_e >= _HOLD_QUIET:
+            handoff = 1
+            break
     st[_N] = n + off
-    st[_IN] = inside + off
-    st[_ENTRY] = entry + off
-    st[_PEAK] = peak + off
-    st[_PEAK_N] = peak_n + off
-    st[_PEAK_OBL] = peak_obl + off
-    st[_QUIET] = quiet + off
-    st[_IMPACT] = impact + off
-    st[_BOBL] = bobl + off
-    st[_BTILT] = btilt + off
-    st[_BAV] = bav + off
+    st[_SWAY] = sway + off
     st[_THX] = thx + off
-    st[_THY] = thy + off
+    st[_RUN] = run + off
+    st[_RUN_S] = run_s + off
+    st[_RUN_IMP] = run_imp + off
+    st[_RUN_O0] = run_o0 + off
+    st[_RUN_PK] = run_pk + off
+    st[_RUN_PKN] = run_pkn + off
+    st[_BEST] = best + off
+    st[_BEST_S] = best_s + off
+    st[_BEST_E] = best_e + off
+    st[_BEST_IMP] = best_imp + off
+    st[_BEST_PK] = best_pk + off
+    st[_BEST_PKN] = best_pkn + off
+    st[_WAS_IMP] = was_imp + off
     st[_HANDOFF] = handoff + off
-    st[_END_N] = end_n + off
     return i
 
 
 @micropython.viper
 def _learn_bias(imu: ptr16, n_samples: int, par: ptr32):
     """Between tasks: follow the roll and pitch gyro bias (2^-8 per sample) while both rates are
-    within 2 dps of it (standing, resting; a movement's rates are left out), and the vertical
-    acceleration's level (|a|, the accelerometer's own offset) at the same times."""
+    within 2 dps of it (standing, resting; a movement's rates are left out), and at the same times
+    the vertical acceleration's level (|a|, the accelerometer's own offset) and the two-leg sway
+    (|roll| + |pitch| rate minus the bias)."""
     off = 0x20000000
     bgx = int(par[_P_BGX]) - off
     bgy = int(par[_P_BGY]) - off
     bav = int(par[_P_BAV]) - off
+    lsway = int(par[_P_SWAY]) - off
     ok = int(par[_P_BAV_OK])
     k = 0
     end = n_samples * _CH
@@ -322,6 +287,11 @@ def _learn_bias(imu: ptr16, n_samples: int, par: ptr32):
         if dx < _STILL_RATE and dx > -_STILL_RATE and dy < _STILL_RATE and dy > -_STILL_RATE:
             bgx += (dx + 128) >> _BIAS_SHIFT
             bgy += (dy + 128) >> _BIAS_SHIFT
+            if dx < 0:
+                dx = -dx
+            if dy < 0:
+                dy = -dy
+            lsway += (((dx + dy) >> 8) - lsway + 128) >> _BIAS_SHIFT  # Q13 -> Q5
             ax = (int(imu[k]) ^ 0x8000) - 0x8000
             ay = (int(imu[k + 1]) ^ 0x8000) - 0x8000
             az = (int(imu[k + 2]) ^ 0x8000) - 0x8000
@@ -348,43 +318,7 @@ def _learn_bias(imu: ptr16, n_samples: int, par: ptr32):
     par[_P_BGY] = bgy + off
     par[_P_BAV] = bav + off
     par[_P_BAV_OK] = ok
-
-
-@micropython.viper
-def _last_at_or_below(ring: ptr32, n_from: int, n_stop: int, level: int) -> int:
-    """The last sample index k in [n_stop, n_from] whose ring value is <= level; n_stop - 1 if
-    none."""
-    off = 0x20000000
-    k = n_from
-    while k >= n_stop:
-        if int(ring[k & _RMASK]) - off <= level:
-            return k
-        k -= 1
-    return n_stop - 1
-
-
-@micropython.viper
-def _first_at_or_below(ring: ptr32, n_from: int, n_to: int, level: int) -> int:
-    """The first sample index k in [n_from, n_to) whose ring value is <= level; n_to if none."""
-    off = 0x20000000
-    k = n_from
-    while k < n_to:
-        if int(ring[k & _RMASK]) - off <= level:
-            return k
-        k += 1
-    return n_to
-
-
-@micropython.viper
-def _count_above(ring: ptr32, n0: int, n1: int, level: int) -> int:
-    off = 0x20000000
-    c = 0
-    k = n0
-    while k <= n1:
-        if int(ring[k & _RMASK]) - off >= level:
-            c += 1
-        k += 1
-    return c
+    par[_P_SWAY] = lsway + off
 
 
 @micropython.viper
@@ -396,29 +330,6 @@ def _sum(ring: ptr32, n0: int, n1: int) -> int:
         t += int(ring[k & _RMASK]) - off
         k += 1
     return t
-
-
-@micropython.viper
-def _descent_q5(ring: ptr32, n0: int, n1: int, base_q5: int) -> int:
-    """Double integral of (vertical acceleration - baseline) over samples n0..n1, counts Q5 times
-    samples squared (clamped)."""
-    off = 0x20000000
-    v = 0
-    pos = 0
-    k = n0
-    while k <= n1:
-        v += ((int(ring[k & _RMASK]) - off) << 5) - base_q5
-        if v > _INT_CLAMP:
-            v = _INT_CLAMP
-        elif v < -_INT_CLAMP:
-            v = -_INT_CLAMP
-        pos += v >> 5
-        if pos > _POS_CLAMP:
-            pos = _POS_CLAMP
-        elif pos < -_POS_CLAMP:
-            pos = -_POS_CLAMP
-        k += 1
-    return pos
 
 
 # --- step-down, single-leg squat, weight-bearing hip abduction ------------------------------
@@ -702,12 +613,12 @@ class RepDetector:
         self._par[_P_BGX] = _OFF
         self._par[_P_BGY] = _OFF
         self._par[_P_BAV] = _OFF
+        self._par[_P_SWAY] = _OFF
         self._ms = array("i", bytes(4 * _N_MSTATE))
         self._yring = None
-        # the histories (4.5 kB) are allocated by the first begin(): a device that never runs an
+        # the histories (6.4 kB) are allocated by the first begin(): a device that never runs an
         # exam does not pay for them
         self._dobl = None
-        self._dtilt = None
         self._mring = None
         self._aring = None
         self.task = _NO_TASK
@@ -744,22 +655,15 @@ class RepDetector:
         stance side (wire.LEFT / RIGHT) from the next sample on."""
         if task < 1 or task >= len(_TASKS) or side not in (wire.LEFT, wire.RIGHT):
             raise ValueError("unknown exam task or side")
-        wtilt, enter, floor, quiet, maxlen, self._min_peak, self._shallow, self._min_phase, \
-            self._min_len = _TASKS[task]
+        self._min_peak, self._shallow, self._min_phase, self._min_len = _TASKS[task]
         if self._mring is None:
             self._dobl = array("i", bytes(4 * _DRING))
-            self._dtilt = array("i", bytes(4 * _DRING))
             self._mring = array("i", bytes(4 * _RING))
             self._aring = array("i", bytes(4 * _RING))
             self._yring = array("i", bytes(4 * _RING))
         p = self._par
-        p[_P_WTILT] = wtilt
-        p[_P_ENTER] = enter
-        p[_P_FLOOR] = floor
-        p[_P_QUIET] = quiet
-        p[_P_MAXLEN] = maxlen
         p[_P_IMPACT] = _IMPACT_COUNTS << 5
-        p[_P_EXIT] = 512 if task == _STANCE else 205
+        p[_P_SIDE] = 1 if side == wire.RIGHT else 0
         self.task = task
         self.side = side
         self.expected = expected_reps
@@ -768,7 +672,8 @@ class RepDetector:
         self._reset_state()
 
     def end(self, clock):
-        """Stop the search; an open repetition past a valid peak is emitted as REP_TRUNCATED."""
+        """Stop the search; an open repetition past a valid peak (a hold: the best interval) is
+        emitted, as REP_TRUNCATED if it was still going."""
         if self.task == _NO_TASK:
             return
         st = self._st
@@ -776,17 +681,19 @@ class RepDetector:
             ms = self._ms
             if ms[_M_STATE] - _OFF == 2:  # past its low
                 self._finish_move(ms[_M_N] - _OFF - 1, wire.REP_TRUNCATED)
-        elif st[_IN] - _OFF:
-            last = st[_N] - _OFF - 1
-            self._finish(last, wire.REP_TRUNCATED)
+        elif st[_BEST] - _OFF > 0:
+            going = st[_N] - _OFF - 1 - (st[_BEST_E] - _OFF) < _HOLD_TAIL
+            self._finish_hold(wire.REP_TRUNCATED if going else 0)
         self.task = _NO_TASK
         self._reset_state()
 
     def process(self, imu, n_samples, pel_cdeg, pel_start, clock_first):
         """imu: the block's body-frame counts (array('h'), 6 per sample); pel_cdeg from
-        pel_start: the pelvis estimator's [obliquity, tilt, rotation] per sample (not used by the
-        method above; see its first point). Returns the queue length. Outside begin()..end() it
-        only follows the gyro bias."""
+        pel_start: the pelvis estimator's [obliquity, tilt, rotation] per sample (not used: its
+        accelerometer correction pulls the angles during a repetition's accelerations, which moved
+        the crossings by 200-300 ms, and its gyro bias keeps learning during slow movements).
+        Returns the queue length. Outside begin()..end() it only follows the gyro bias and the
+        two-leg sway."""
         if n_samples <= 0:
             return self._q_len
         if self.task == _NO_TASK:
@@ -807,13 +714,9 @@ class RepDetector:
         st = self._st
         self._block_n = st[_N] - _OFF
         while done < n_samples:
-            done += _kernel(imu, _CH * done, n_samples - done, st, self._par, self._dobl,
-                            self._dtilt, self._mring, self._aring)
-            h = st[_HANDOFF] - _OFF
-            if h == 1:
-                self._finish(st[_END_N] - _OFF, 0)
-            elif h == 2:
-                self._close(st[_END_N] - _OFF)
+            done += _kernel_hold(imu, _CH * done, n_samples - done, st, self._par, self._dobl)
+            if st[_HANDOFF] - _OFF:
+                self._finish_hold(0)
         return self._q_len
 
     def pop(self, out):
@@ -834,79 +737,21 @@ class RepDetector:
 
     # --- per repetition -------------------------------------------------------------------
 
-    def _close(self, end_n):
+    def _finish_hold(self, flags):
+        """Single-leg stance: emit the best interval if it is a hold, and start the scan afresh."""
         st = self._st
-        st[_IN] = _OFF
-        st[_HANDOFF] = _OFF
-        st[_RESUME] = end_n + _RESUME_AFTER + _OFF
-
-    def _finish(self, end_n, flags):
-        st = self._st
-        peak = st[_PEAK] - _OFF
-        peak_n = st[_PEAK_N] - _OFF
-        entry = st[_ENTRY] - _OFF
-        impact = st[_IMPACT] - _OFF
-        self._close(end_n)
-        if peak < self._min_peak:
-            return
-        oldest = end_n - _RING + 1
-        if oldest < 0:
-            oldest = 0
-        ring = self._mring
-        if self.task == _STANCE:
-            start = st[_START] - _OFF
-            if impact:
-                return  # heel strikes: walking or stepping, not a stance
-        else:
-            level = (peak * 205) >> 11
-            if level < self._par[_P_FLOOR]:
-                level = self._par[_P_FLOOR]
-            start = _last_at_or_below(ring, peak_n, oldest, level) + 1
-            if start <= oldest:
-                return  # its start left the ring: too slow to be one repetition
-            if impact:
-                return  # heel strikes: walking or stepping, not a repetition
-            if peak_n - start < self._min_phase:
-                return
-            if not flags and end_n - peak_n < self._min_phase:
-                return
-            dur = end_n - start + 1
-            if not flags and _count_above(ring, start, end_n, (peak * 819) >> 10) * 5 > dur * 3:
-                return  # a held contraction, not a movement
-        if self.task != _STANCE:
-            # the 10 % crossings from the half-peak ones, which the baseline's error and the sway
-            # move far less: on a smooth ramp (raised cosine) the 10 % point lies 1.59 x farther
-            # from the low than the 50 % one (minimum jerk: 1.52)
-            half = peak >> 1
-            r50 = _last_at_or_below(ring, peak_n, start, half) + 1
-            f50 = _first_at_or_below(ring, peak_n, end_n, half)
-            start = peak_n - (((peak_n - r50) * 407 + 128) >> 8)
-            if f50 < end_n:  # (truncated before its half-peak: the end stays where it was cut)
-                end_n = peak_n + (((f50 - peak_n) * 407 + 128) >> 8)
-        if end_n - start < self._min_len:
-            return
-        if self.task == _STEP_DOWN or self.task == _SQUAT:
-            # from a rise time before the start: the acceleration is largest at the onset, where
-            # the angles have hardly moved, and before it the person stands still (adds ~0)
-            n0 = start - (peak_n - start)
-            if n0 < oldest:
-                n0 = oldest
-            # the acceleration's level while still just before (its bias, gravity error)
-            b0 = n0 - _PRE
-            if b0 < oldest:
-                b0 = oldest
-            base_q5 = st[_BAV] - _OFF
-            if b0 < n0:
-                base_q5 = (_sum(self._aring, b0, n0 - 1) << 5) // (n0 - b0)
-            pos = _descent_q5(self._aring, n0, peak_n, base_q5)
-            # mm = -pos counts.samples^2 * (9.80665 / 4096 m/s^2) * (0.01 s)^2 * 1000
-            depth = ((-pos) * 251) >> 20
-        else:
-            d = (st[_PEAK_OBL] - _OFF) - ((st[_BOBL] - _OFF + 16) >> 5)
-            depth = d if self.side == wire.LEFT else -d
-        if peak < self._shallow:
-            flags |= wire.REP_SHALLOW
-        self._push(start, peak_n, end_n, flags, depth)
+        start = st[_BEST_S] - _OFF
+        end_n = st[_BEST_E] - _OFF
+        impacts = st[_BEST_IMP] - _OFF
+        low = st[_BEST_PKN] - _OFF
+        depth = st[_BEST_PK] - _OFF
+        for k in (_RUN, _BEST, _HANDOFF):
+            st[k] = _OFF
+        if end_n - start + 1 < self._min_len:
+            return  # too short for a hold (an MVC, a shift of the weight)
+        if impacts > _HOLD_MAX_IMPACTS:
+            return  # heel strikes: walking or stepping, not a stance
+        self._push(start, low, end_n, flags, depth)
 
     def _finish_move(self, n_end, flags):
         """Step-down, squat, abduction: the repetition whose return reached 60 % of its fastest at

@@ -43,8 +43,10 @@ MAX_ATTEMPTS = 3
 # keyboard (a therapist decides at the terminal): more attempts tire the person and change the task.
 EXAM_ATTEMPTS = 2
 # After the last repetition asked for, or after "foot down" in single-leg stance, the device needs
-# a moment to close the repetition it is in (it ends when the pelvis is back at rest).
-EXAM_SETTLE_S = 4.0
+# a moment to close the repetition it is in (it ends when the pelvis is back at rest; a stance
+# hold is sent 3 s after the sway of one leg has stopped).
+EXAM_SETTLE_S = 5.0
+EXAM_LATE_S = 1.0  # device time the REP frames of a search that end() closed take to arrive
 SKIP_MARK_S = 0.01
 COUNTDOWN_S = 3
 REST_BETWEEN_MVC_S = 10.0
@@ -422,6 +424,10 @@ class Guide:
         while session.device_time_s < settle_until and len(self._reps_since(t0, step)) < task.reps:
             await session.wait_device_time(min(settle_until, session.device_time_s + 0.5))
         t1 = await session.set_task(None, None)
+        # a repetition closed by the end of the search is sent with the next frames
+        late_until = session.device_time_s + EXAM_LATE_S
+        while len(self._reps_since(t0, step)) < task.reps and session.device_time_s < late_until:
+            await session.wait_device_time(min(late_until, session.device_time_s + 0.25))
         found = self._reps_since(t0, step)
         dropped = session.result.reconnects > reconnects0
         if dropped:

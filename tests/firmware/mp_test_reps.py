@@ -26,7 +26,9 @@ def movement(segments, seed=3):
     ("rep", descent s, return s, tilt cdeg, obliquity cdeg) - a raised-cosine rise and fall (and a
     sacrum descent of 150 mm per 9 deg of tilt);
     ("still", s); ("walk", s) - obliquity +-300 cdeg at the stride, 0.4 g heel strikes;
-    ("hold", ramp s, hold s, obliquity cdeg) - a held contraction like an MVC. Small noise."""
+    ("hold", ramp s, hold s, obliquity cdeg) - a held contraction like an MVC;
+    ("stance", s, obliquity cdeg) - one leg: a 0.4 s lift to the obliquity, then sway (+-1.5 deg
+    at 0.7 and 1.3 Hz), a 0.4 s return. Small noise."""
     n_total = 0
     # lengths in samples
     lens = []
@@ -35,6 +37,8 @@ def movement(segments, seed=3):
             lens.append(int((seg[1] + seg[2]) * _FS))
         elif seg[0] == "hold":
             lens.append(int((2 * seg[1] + seg[2]) * _FS))
+        elif seg[0] == "stance":
+            lens.append(int((seg[1] + 0.8) * _FS))
         else:
             lens.append(int(seg[1] * _FS))
         n_total += lens[-1]
@@ -51,6 +55,8 @@ def movement(segments, seed=3):
         if kind == "rep":
             d_n, r_n = int(seg[1] * _FS), int(seg[2] * _FS)
             truth.append((i + u10 * d_n, i + d_n, i + d_n + (1 - u10) * r_n))
+        elif kind == "stance":
+            truth.append((i, i + n // 2, i + n))
         for j in range(n):
             env = 0.0
             az = 4096
@@ -84,6 +90,18 @@ def movement(segments, seed=3):
                 else:
                     env = 0.5 * (1 + math.cos(math.pi * (j - ramp - hold) / ramp))
                 obl = seg[3] * env
+            elif kind == "stance":
+                lift = 40
+                if j < lift:
+                    env = 0.5 * (1 - math.cos(math.pi * j / lift))
+                elif j < n - lift:
+                    env = 1.0
+                else:
+                    env = 0.5 * (1 + math.cos(math.pi * (j - n + lift) / lift))
+                t = j / _FS
+                obl = env * (seg[2] + 100 * math.sin(2 * math.pi * 0.7 * t)
+                             + 50 * math.sin(2 * math.pi * 1.3 * t + 1.0))
+                tilt = env * 80 * math.sin(2 * math.pi * 0.9 * t + 2.0)
             state = _rng(state)
             noise = ((state >> 16) & 0xFF) - 128
             k = 3 * (i + j)
@@ -146,6 +164,42 @@ def test_process_and_pop_allocate_nothing():
     n = feed(det, imu, ang, lock=True)
     assert n == len(truth) == 5, n
     assert det.dropped == 0
+
+
+def test_a_stance_hold_is_found_with_the_heap_locked():
+    # between tasks the two-leg sway is learned; then one hold of 10 s on the left leg
+    imu, ang, truth = movement([("still", 3.0), ("stance", 10.0, 300), ("still", 4.0)])
+    det = RepDetector()
+    rest, rest_ang, _ = movement([("still", 5.0)], seed=5)
+    feed(det, rest, rest_ang)
+    det.begin(1, wire.LEFT, 1, 1000)
+    assert feed(det, imu, ang, lock=True) == 1
+    det.begin(1, wire.LEFT, 1, 1000)
+    got = []
+    feed(det, imu, ang, record=got)
+    assert len(got) == 1, got
+    r, t = got[0], truth[0]
+    # the sway starts and stops with the lift: within 0.2 s
+    assert abs(r[0] - t[0]) <= 20 and abs(r[2] - t[2]) <= 20, (r, t)
+    assert r[3] == 1 and r[4] == wire.LEFT and r[5] == 0 and r[6] == 0
+    assert 150 <= r[7] <= 500, r  # the right side dropped 3 deg (+ the sway)
+
+
+def test_a_hold_still_going_at_end_is_truncated_and_a_short_one_is_none():
+    imu, ang, _ = movement([("still", 3.0), ("stance", 8.0, -200)])
+    det = RepDetector()
+    det.begin(1, wire.RIGHT, 1, 1000)
+    n = len(imu) // 6 - 50  # cut before the foot comes down
+    feed(det, imu[:6 * n], ang[:3 * n])
+    assert det.pending() == 0
+    det.end(1000 + 10 * n)
+    out = array("i", bytes(32))
+    assert det.pop(out) and out[6] & wire.REP_TRUNCATED and out[3] == 1, list(out)
+    imu, ang, _ = movement([("still", 3.0), ("stance", 3.0, 300), ("still", 5.0)])
+    det.begin(1, wire.LEFT, 1, 1000)
+    assert feed(det, imu, ang) == 0  # 3 s: not a hold
+    det.end(0)
+    assert det.pending() == 0
 
 
 def test_repetitions_are_found_at_their_10_percent_crossings():

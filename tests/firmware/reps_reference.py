@@ -11,150 +11,84 @@ LEFT, RIGHT = 0, 1
 TRUNCATED, SHALLOW = 0x01, 0x02
 STANCE, STEP_DOWN, SQUAT, ABDUCTION = 1, 2, 3, 4
 RING = 512
-STILL_LAG = 10
-STILL_CDEG = 12
-RESUME_AFTER = 10
 STILL_DPS = 2100 / 32 / 32.8
 BIAS_ALPHA = 1 / 256
 GYR_LSB_PER_DPS = 32.8
-ALPHA = 1 / 32
 IMPACT_G = 0.25
-# task: (tilt used, entry, exit floor, quiet samples, max length, minimum peak, shallow below,
-# minimum rise / return, minimum duration) -- reps.py _TASKS
-TASKS = {
-    STANCE: (0, 40, 20, 50, 6000, 40, 0, 0, 500),
-    STEP_DOWN: (1, 150, 20, 1, 480, 200, 450, 30, 0),
-    SQUAT: (1, 150, 20, 1, 480, 200, 650, 30, 0),
-    ABDUCTION: (1, 70, 15, 1, 480, 100, 220, 30, 0),
-}
 G_MPS2 = 9.80665
+# single-leg stance (reps.py _kernel_hold): sway smoothing, threshold (x the two-leg sway, floor
+# in dps), samples with nothing added that complete a hold, shortest hold, most impacts, end()'s
+# "still going" tail, samples before the start the drop is measured from
+SWAY_ALPHA = 1 / 4
+HOLD_X_LEVEL = 1.5
+HOLD_FLOOR_DPS = 945 / 32 / 32.8
+HOLD_QUIET = 300
+HOLD_MIN = 500
+HOLD_MAX_IMPACTS = 2
+HOLD_TAIL = 50
+HOLD_PRE = 30
 
 
-class RepReference:
-    def __init__(self, task, side, bias):
+class HoldReference:
+    """Single-leg stance: reps.py _kernel_hold / _finish_hold in floats."""
+
+    def __init__(self, task, side, learned):
         self.task, self.side = task, side
-        (self.wtilt, self.enter, self.floor, self.need_quiet, self.maxlen, self.min_peak,
-         self.shallow, self.min_phase, self.min_len) = TASKS[task]
+        self.bias = learned  # [x, y counts, vertical acceleration level, two-leg sway dps]
+        self.threshold = max(HOLD_X_LEVEL * (learned[3] or 0.0), HOLD_FLOOR_DPS)
+        self.bav = learned[2]
         self.n = 0
-        self.inside = False
-        self.resume = 0
-        self.m = np.zeros(RING)
-        self.av = np.zeros(RING)
+        self.sway = 0.0
+        self.obl = 0.0
         self.dobl = np.zeros(64)
-        self.dtilt = np.zeros(64)
-        self.bobl = self.btilt = self.bav = 0.0
-        self.bias = bias  # [x, y] counts, shared by the tasks of one recording
-        self.thx = self.thy = 0.0
+        self.was_imp = False
+        self.run = self.best = 0.0
+        self.run_s = self.best_s = self.best_e = 0
+        self.run_imp = self.best_imp = 0
+        self.run_o0 = self.run_pk = self.best_pk = 0.0
+        self.run_pkn = self.best_pkn = 0
         self.index = 0
         self.out = []
 
     def step(self, acc_counts, gx, gy):
-        a = np.clip(np.asarray(acc_counts, float), -8192, 8192) / 4096.0
-        av = (float(a @ a) - 1.0) / 2.0 * 4096.0  # vertical acceleration, counts
         n = self.n
         dx, dy = gx - self.bias[0], gy - self.bias[1]
-        self.thx += dx / GYR_LSB_PER_DPS  # cdeg: deg/s x 0.01 s x 100
-        self.thy += dy / GYR_LSB_PER_DPS
-        obl, tilt = self.thx, self.thy
-        self.dobl[n % 64], self.dtilt[n % 64], self.av[n % RING] = obl, tilt, av
-        if n == 0:
-            self.bobl, self.btilt, self.bav = obl, tilt, av
-        elif not self.inside and n >= self.resume and n >= STILL_LAG:
-            j = n - STILL_LAG
-            if abs(obl - self.dobl[j % 64]) + abs(tilt - self.dtilt[j % 64]) <= STILL_CDEG:
-                self.bobl += (obl - self.bobl) * ALPHA
-                self.btilt += (tilt - self.btilt) * ALPHA
-                self.bav += (av - self.bav) * ALPHA
-        m = abs(obl - self.bobl) + (abs(tilt - self.btilt) if self.wtilt else 0.0)
-        self.m[n % RING] = m
+        self.obl += dx / GYR_LSB_PER_DPS  # cdeg: deg/s x 0.01 s x 100
+        self.dobl[n % 64] = self.obl
+        self.sway += ((abs(dx) + abs(dy)) / GYR_LSB_PER_DPS - self.sway) * SWAY_ALPHA
+        av = vertical_counts(acc_counts)
+        if self.bav is None:
+            self.bav = av
+        imp = abs(av - self.bav) > IMPACT_G * 4096
+        if self.run <= 0:
+            self.run, self.run_s, self.run_imp = 0.0, n, 0
+            self.run_o0 = self.dobl[max(n - HOLD_PRE, 0, n - 63) % 64]
+            self.run_pk, self.run_pkn = -np.inf, n
+        self.run += self.sway - self.threshold
+        if imp and not self.was_imp:
+            self.run_imp += 1
+        self.was_imp = imp
+        d = (self.obl - self.run_o0) * (1 if self.side == LEFT else -1)
+        if d > self.run_pk:
+            self.run_pk, self.run_pkn = d, n
+        if self.run > self.best:
+            self.best, self.best_s, self.best_e = self.run, self.run_s, n
+            self.best_imp, self.best_pk, self.best_pkn = self.run_imp, self.run_pk, self.run_pkn
         self.n = n + 1
-        if self.inside:
-            if m > self.peak:
-                self.peak, self.peak_n, self.peak_obl = m, n, obl
-            if abs(av - self.bav) > IMPACT_G * 4096:
-                self.impact += 1
-            level = max((0.25 if self.task == STANCE else 0.1) * self.peak, self.floor)
-            self.quiet = self.quiet + 1 if (m <= level and n > self.peak_n) else 0
-            if self.quiet >= self.need_quiet:
-                self.finish(n - self.need_quiet + 1, 0)
-            elif n - self.entry >= self.maxlen:
-                self.close(n)
-        elif m > self.enter:
-            self.inside = True
-            self.entry = self.peak_n = n
-            if self.task == STANCE:
-                j = n - 1
-                while j >= 0 and j > n - 200 and self.m[j % RING] > self.floor:
-                    j -= 1
-                self.stance_start = j + 1
-            self.peak, self.peak_obl = m, obl
-            self.quiet = self.impact = 0
+        if self.best > 0 and n - self.best_e >= HOLD_QUIET:
+            self.finish(0)
 
-    def close(self, end_n):
-        self.inside = False
-        self.resume = end_n + RESUME_AFTER
-
-    def _last_at_or_below(self, n_from, n_stop, level):
-        for k in range(n_from, n_stop - 1, -1):
-            if self.m[k % RING] <= level:
-                return k
-        return n_stop - 1
-
-    def finish(self, end_n, flags):
-        self.close(end_n)
-        peak, peak_n = self.peak, self.peak_n
-        if peak < self.min_peak:
+    def finish(self, flags):
+        self.run = self.best = 0.0
+        if self.best_e - self.best_s + 1 < HOLD_MIN or self.best_imp > HOLD_MAX_IMPACTS:
             return
-        oldest = max(end_n - RING + 1, 0)
-        if self.task == STANCE:
-            start = self.stance_start
-            if self.impact:
-                return
-        else:
-            level = max(0.1 * peak, self.floor)
-            start = self._last_at_or_below(peak_n, oldest, level) + 1
-            if start <= oldest or self.impact:
-                return
-            if peak_n - start < self.min_phase:
-                return
-            if not flags and end_n - peak_n < self.min_phase:
-                return
-            seg = self.m[np.arange(start, end_n + 1) % RING]
-            if not flags and np.sum(seg >= 0.8 * peak) > 0.6 * len(seg):
-                return
-        if self.task != STANCE:
-            # the 10 % crossings from the half-peak ones (a smooth ramp: 1.59 x farther from the
-            # low), which the baseline's error and the sway move far less
-            half = peak / 2
-            r50 = self._last_at_or_below(peak_n, start, half) + 1
-            f50 = peak_n
-            while f50 < end_n and self.m[f50 % RING] > half:
-                f50 += 1
-            start = peak_n - ((peak_n - r50) * 407 + 128) // 256  # x 1.59, as on the device
-            if f50 < end_n:
-                end_n = peak_n + ((f50 - peak_n) * 407 + 128) // 256
-        if end_n - start < self.min_len:
-            return
-        if self.task in (STEP_DOWN, SQUAT):
-            n0 = max(start - (peak_n - start), oldest)
-            b0 = max(n0 - 20, oldest)
-            base = self.av[np.arange(b0, n0) % RING].mean() if b0 < n0 else self.bav
-            acc = (self.av[np.arange(n0, peak_n + 1) % RING] - base) / 4096.0 * G_MPS2
-            v = np.cumsum(acc) / FS_HZ
-            pos = np.sum(v) / FS_HZ
-            depth = -pos * 1000.0
-        else:
-            d = self.peak_obl - self.bobl
-            depth = d if self.side == LEFT else -d
-        if peak < self.shallow:
-            flags |= SHALLOW
-        self.out.append((start, peak_n, end_n, self.task, self.side, self.index, flags,
-                         int(round(depth))))
+        self.out.append((self.best_s, self.best_pkn, self.best_e, self.task, self.side,
+                         self.index, flags, int(round(self.best_pk))))
         self.index += 1
 
     def end(self):
-        if self.inside:
-            self.finish(self.n - 1, TRUNCATED)
+        if self.best > 0:
+            self.finish(TRUNCATED if self.n - 1 - self.best_e < HOLD_TAIL else 0)
 
 
 IDLE, RISE, FALL = 0, 1, 2
@@ -291,6 +225,7 @@ def learn_bias(bias, gx, gy, acc=None):
     if abs(dx) < STILL_DPS * GYR_LSB_PER_DPS and abs(dy) < STILL_DPS * GYR_LSB_PER_DPS:
         bias[0] += dx * BIAS_ALPHA
         bias[1] += dy * BIAS_ALPHA
+        bias[3] += ((abs(dx) + abs(dy)) / GYR_LSB_PER_DPS - bias[3]) * BIAS_ALPHA
         if acc is not None:
             av = vertical_counts(acc)
             bias[2] = av if bias[2] is None else bias[2] + (av - bias[2]) * BIAS_ALPHA
@@ -305,7 +240,7 @@ def detect(counts, marks, block=5):
         at.setdefault(int(round(s / block)) * block, []).append((code, side))
     out = []
     det, origin = None, 0
-    learned = [0.0, 0.0, None]
+    learned = [0.0, 0.0, None, 0.0]
     for i in range(len(counts)):
         for code, side in at.get(i, ()):
             if det is not None:
@@ -313,7 +248,7 @@ def detect(counts, marks, block=5):
                 out += [(r[0] + origin, r[1] + origin, r[2] + origin, *r[3:]) for r in det.out]
                 det = None
             if code:
-                make = RepReference if code == STANCE else MoveReference
+                make = HoldReference if code == STANCE else MoveReference
                 det, origin = make(code, side, learned), i
         if det is not None:
             det.step(counts[i, :3], float(counts[i, 3]), float(counts[i, 4]))
