@@ -26,6 +26,8 @@
 #       [offset, offset + length) on the sync characteristic, data sized to att_payload, then an
 #       empty chunk at the end offset. A new read replaces an unfinished one.
 #   SESSION_CONFIRM(id, crc) -> OK, session marked synced | ERR_BAD_ARG (CRC differs) | ERR_BUSY
+#   SESSION_DAMAGED(id, crc) -> OK, session listed with SESSION_DAMAGED (kept, still unsynced)
+#       | ERR_BAD_ARG (CRC differs) | ERR_BUSY
 #   ERASE(id | ERASE_ALL_SYNCED) -> sessions erased | ERR_BAD_ARG (not synced: never erased)
 #   AUTH_CHALLENGE / AUTH_RESPONSE -> see security/authenticator.py
 # Filesystem errors answer ERR_STORAGE.
@@ -68,7 +70,8 @@ def respond(buf, token, op, status, payload_len):
 class SyncService:
     HANDLED_OPS = (cmd.OP_AUTH_CHALLENGE, cmd.OP_AUTH_RESPONSE, cmd.OP_REC_START,
                    cmd.OP_REC_STOP, cmd.OP_REC_STATUS, cmd.OP_SESSION_LIST,
-                   cmd.OP_SESSION_READ, cmd.OP_SESSION_CONFIRM, cmd.OP_ERASE)
+                   cmd.OP_SESSION_READ, cmd.OP_SESSION_CONFIRM, cmd.OP_SESSION_DAMAGED,
+                   cmd.OP_ERASE)
 
     def __init__(self, log, authenticator, clock=None):
         self.log = log
@@ -247,6 +250,9 @@ class SyncService:
                 return self._start_read(args[0], args[1], args[2], reply, off)
             if op == cmd.OP_SESSION_CONFIRM:
                 self.log.confirm(args[0], args[1])
+                return cmd.OK, 0
+            if op == cmd.OP_SESSION_DAMAGED:
+                self.log.mark_damaged(args[0], args[1])
                 return cmd.OK, 0
             if op == cmd.OP_ERASE:
                 return self._erase(args[0], reply, off)

@@ -29,7 +29,7 @@ from binascii import crc32
 
 from micropython import const
 
-from hipwire.commands import SESSION_OPEN, SESSION_SYNCED
+from hipwire.commands import SESSION_DAMAGED, SESSION_OPEN, SESSION_SYNCED
 from hipwire.frames import MAX_FRAME
 from hipwire.records import RECORD_CRC_SIZE, RECORD_HEADER_SIZE, RECORD_MAGIC, RECORD_OVERHEAD
 from store import crc as crc32w
@@ -473,6 +473,18 @@ class FlashLog:
             raise CrcMismatch(sid)
         if not info[FLAGS] & SESSION_SYNCED:
             info[FLAGS] |= SESSION_SYNCED
+            self._write_meta(info)
+
+    def mark_damaged(self, sid, crc):
+        """A host read session sid and it did not match its CRC-32 (crc: the one it was listed
+        with, so a host marks only the session it read). Kept, listed with SESSION_DAMAGED."""
+        info = self.find(sid)
+        if info[FLAGS] & SESSION_OPEN:
+            raise SessionOpen(sid)
+        if info[CRC] != crc:
+            raise CrcMismatch(sid)
+        if not info[FLAGS] & SESSION_DAMAGED:
+            info[FLAGS] |= SESSION_DAMAGED
             self._write_meta(info)
 
     def erase(self, sid):

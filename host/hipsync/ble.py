@@ -490,7 +490,8 @@ _REPEATABLE_OPS = frozenset({
     commands.OP_INFO, commands.OP_BATTERY, commands.OP_AUTH_CHALLENGE, commands.OP_STREAM_START,
     commands.OP_STREAM_STOP, commands.OP_SET_CONFIG, commands.OP_SET_MVC, commands.OP_CAL_INFO,
     commands.OP_REC_STATUS, commands.OP_TIME_SYNC, commands.OP_SESSION_LIST,
-    commands.OP_SESSION_READ, commands.OP_SESSION_CONFIRM, commands.OP_TASK})
+    commands.OP_SESSION_READ, commands.OP_SESSION_CONFIRM, commands.OP_SESSION_DAMAGED,
+    commands.OP_TASK})
 _REPEATABLE_CALIBRATE_STEPS = frozenset(
     {commands.CAL_STANDING_BEGIN, commands.CAL_STANDING_END}
     | {commands.CAL_MVC_BEGIN + ch for ch in range(16)})

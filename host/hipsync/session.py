@@ -123,6 +123,8 @@ class Metadata:
     normalisation: str = "MVC"  # requested method; the analysis reports what it actually used
     link_stats: dict = field(default_factory=dict)
     notes: str = ""
+    # synced from a damaged device log: what was salvaged and lost (hipsync.sync.salvage_records)
+    flash_damage: dict | None = None
 
 
 @dataclass

@@ -12,10 +12,19 @@ For each session the device lists as closed and not yet synced:
    continues from what is already held;
 3. verify the CRC-32 of the whole stream against the session list, parse the records
    (hipwire.records.scan_records), keep the verified bytes in the archive folder, hand the frames to
-   the store (hipsync.store.ingest), and only then SESSION_CONFIRM(id, crc): the device marks the
-   session synced (and may erase it later).
+   the store (hipsync.store.ingest) in one transaction, and only then SESSION_CONFIRM(id, crc): the
+   device marks the session synced (and may erase it later).
 Idempotent: synced sessions are skipped; a session held in the archive (a crash between ingest and
-confirm) is confirmed without a transfer or a second ingest.
+confirm) is confirmed without a transfer or a second ingest. The store notes which store session
+holds which device session (Store.mark_synced, in the same transaction as its rows), so a sync
+killed anywhere leaves the session stored completely or not at all, and never twice.
+
+Damaged sessions: a session whose bytes, read twice, do not match its CRC-32 has damaged flash.
+Every record that verifies is kept (salvage_records; each record has its own CRC-32), stored with
+what was lost (Store.damage_of), archived, and the device is told (SESSION_DAMAGED): the session
+stays on the device, unsynced, and the sync goes on with the next one. Only a therapist releases it:
+`accept_damaged` confirms it (the device may then erase it like any synced session),
+`erase_damaged` confirms and erases it now.
 
 Calibration: a recording starts with a calibration record (hipwire.records.decode_calibration):
 whether its pelvis angles are relative to the device's standing calibration, and the MVCs the
@@ -45,9 +54,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +67,15 @@ import platformdirs
 
 from hipwire import auth
 from hipwire import commands as cmd
-from hipwire.frames import FrameError
-from hipwire.records import decode_calibration, is_calibration, scan_records
+from hipwire.frames import MAX_FRAME, FrameError
+from hipwire.records import (
+    RECORD_HEADER,
+    RECORD_MAGIC,
+    RECORD_OVERHEAD,
+    decode_calibration,
+    is_calibration,
+    scan_records,
+)
 
 # Each window costs a round trip at its end (end marker in, next SESSION_READ out, its response):
 # two to three connection intervals in which no chunk moves. 256 KiB (~7 s at full rate) keeps that
@@ -94,8 +111,40 @@ class CommandFailed(SyncError):
         self.status = status
 
 
-class SessionCorrupt(SyncError):
-    pass
+def salvage_records(data: bytes) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]], str | None]:
+    """Every record of a session stream that verifies, the [start, end) byte ranges that did not,
+    and why the first bad range was refused (None: the stream is whole). After a bad record the
+    scan resumes at the next offset where a whole record verifies: its magic, a frame length the
+    wire allows and its CRC-32 (a damaged range passes for a record about once in 2^32 tries)."""
+    frames: list[tuple[int, bytes]] = []
+    lost: list[tuple[int, int]] = []
+    first_why = None
+    off = 0
+    while off < len(data):
+        got, end, why = scan_records(data, off)
+        frames.extend(got)
+        if why is None:
+            break
+        first_why = first_why or why
+        nxt = _next_record(data, end + 1)
+        lost.append((end, nxt))
+        off = nxt
+    return frames, lost, first_why
+
+
+def _next_record(data: bytes, pos: int) -> int:
+    """Offset of the next whole, verifying record at or after pos (len(data) when none)."""
+    magic = bytes((RECORD_MAGIC,))
+    while True:
+        pos = data.find(magic, pos)
+        if pos < 0 or len(data) - pos < RECORD_OVERHEAD:
+            return len(data)
+        _, length = struct.unpack_from(RECORD_HEADER, data, pos)
+        if length <= MAX_FRAME:
+            got, _, why = scan_records(data[pos:pos + RECORD_OVERHEAD + length])
+            if why is None and got:
+                return pos
+        pos += 1
 
 
 class PatientMismatch(SyncError):
@@ -241,12 +290,17 @@ class SessionResult:
     calibration: DeviceCalibration | None = None  # the recording's calibration record
     calibration_stored: bool = False  # it became the store session's calibration
     patient_id: str | None = None
+    # a damaged session: records_kept, records_lost_bytes, lost ([start, end) byte ranges), why
+    damage: dict | None = None
+    released: str | None = None  # a damaged one the therapist released: "confirmed" / "erased"
 
 
 @dataclass
 class SyncResult:
     device_id: str
     synced: list[SessionResult] = field(default_factory=list)
+    # damaged sessions salvaged and kept on the device (unsynced) until a therapist releases them
+    damaged: list[SessionResult] = field(default_factory=list)
     already_synced: list[int] = field(default_factory=list)
     still_recording: list[int] = field(default_factory=list)
     bytes_received: int = 0  # chunk payload bytes that arrived (duplicates included)
@@ -393,7 +447,9 @@ class _Ledger:
             doc = json.loads(meta.read_text())
         except ValueError:
             return None
-        if zlib.crc32(log.read_bytes()) != crc:
+        # a damaged session's archive holds the bytes as read, which do not match the device's CRC
+        want = doc.get("data_crc32", crc) if doc.get("damage") else crc
+        if zlib.crc32(log.read_bytes()) != want:
             return None
         return doc
 
@@ -502,6 +558,8 @@ class _Sync:
         self.patients = PatientMap(archive_dir, self.device_id.hex())
         self._t0 = time.monotonic()
         self._last_report = 0.0
+        self.accept_damaged: frozenset[int] = frozenset()
+        self.erase_damaged: frozenset[int] = frozenset()
 
     def report(self, tr: _Transfer) -> None:
         if self.progress is None:
@@ -546,6 +604,7 @@ class _Sync:
         await self.call(authenticate, self.secret, self.device_id)
         entries = await self.call(list_sessions)
         self._check_patients(entries)
+        self._check_releases(entries)
         for entry in entries:
             sid, size, crc, flags, start_unix = entry
             if flags & cmd.SESSION_OPEN:
@@ -553,9 +612,23 @@ class _Sync:
             elif flags & cmd.SESSION_SYNCED:
                 self.result.already_synced.append(sid)
             else:
-                self.result.synced.append(await self._session(entry))
+                done = await self._session(entry)
+                (self.result.damaged if done.damage and not done.released
+                 else self.result.synced).append(done)
         self.result.elapsed_s = time.monotonic() - self._t0
         return self.result
+
+    def _check_releases(self, entries: list[tuple]) -> None:
+        """A session the therapist releases must be one this device still holds unsynced."""
+        waiting = {e[0] for e in entries if not e[3] & (cmd.SESSION_OPEN | cmd.SESSION_SYNCED)}
+        asked = set(self.accept_damaged) | set(self.erase_damaged)
+        if not asked <= waiting:
+            damaged = sorted(e[0] for e in entries
+                             if e[3] & cmd.SESSION_DAMAGED and e[0] in waiting)
+            raise SyncError(
+                f"device {self.device_id.hex()} holds no unsynced "
+                f"{describe_sessions(sorted(asked - waiting))}; its damaged sessions waiting for "
+                f"release: {', '.join(map(str, damaged)) or 'none'}. Nothing was synced.")
 
     def _check_patients(self, entries: list[tuple]) -> None:
         """Refuse, before any transfer, a sync that would put another patient's recording into
@@ -586,13 +659,12 @@ class _Sync:
                 data = await _Transfer(self, entry).run()
                 if zlib.crc32(data) == crc:
                     break
-            else:
-                raise SessionCorrupt(f"session {sid}: the data read twice does not match the "
-                                     f"device's CRC-32; the device log may be damaged. Nothing "
-                                     f"was confirmed or erased.")
-            frames, end, why = scan_records(data)
-            if why is not None:
-                raise SessionCorrupt(f"session {sid}: {why}; nothing was confirmed or erased")
+            frames, lost, why = salvage_records(data)
+            damage = None
+            if lost or zlib.crc32(data) != crc:
+                damage = {"records_kept": len(frames), "bytes_lost": sum(b - a for a, b in lost),
+                          "lost": [list(r) for r in lost],
+                          "why": why or "the data read twice does not match the device's CRC-32"}
             cal = None
             stream = []
             for _, f in frames:
@@ -605,23 +677,52 @@ class _Sync:
                 else:
                     stream.append(f)
             patient = self.patients.patient_of(sid) or self.patient_id
-            store_session = self._ingest(sid, start_unix, stream, patient)
-            stored = (store_device_calibration(self.store, store_session, cal)
-                      if store_session is not None else False)
+            store_session, stored = self._store_session(sid, crc, start_unix, stream, patient,
+                                                        cal, damage)
             held = {"session": sid, "crc32": crc, "size": size, "start_unix": start_unix,
                     "frames": len(frames), "store_session": store_session,
                     "patient_id": patient,
                     "calibration": cal.as_dict() if cal is not None else None,
-                    "calibration_stored": stored}
+                    "calibration_stored": stored, "damage": damage,
+                    "data_crc32": zlib.crc32(data)}
             archive = self.ledger.save(sid, crc, data, held)
         else:
             archive = self.ledger.paths(sid, crc)[0]
-        await self.call(_confirm, sid, crc)
+        damage = held.get("damage")
+        released = None
+        if damage is None:
+            await self.call(_confirm, sid, crc)
+        elif sid in self.erase_damaged or sid in self.accept_damaged:
+            await self.call(_confirm, sid, crc)  # what was salvaged is all there will be
+            released = "confirmed"
+            if sid in self.erase_damaged:
+                await self.call(_erase, sid)
+                released = "erased"
+        elif not flags & cmd.SESSION_DAMAGED:
+            await self.call(_mark_damaged, sid, crc)
         c = held.get("calibration")
         cal = DeviceCalibration(**c) if c else None
         return SessionResult(sid, size, crc, start_unix, held["frames"], held["store_session"],
                              archive, transferred, cal, bool(held.get("calibration_stored")),
-                             held.get("patient_id"))
+                             held.get("patient_id"), damage, released)
+
+    def _store_session(self, sid: int, crc: int, start_unix: int, stream: list[bytes],
+                       patient: str | None, cal: DeviceCalibration | None,
+                       damage: dict | None) -> tuple[int | None, bool]:
+        """The store session holding device session sid (made now in one transaction, or found
+        from an earlier sync that stopped before the archive was written), and whether the
+        recording's calibration became its calibration."""
+        if self.store is None:
+            return None, False
+        dev = self.device_id.hex()
+        found = self.store.synced_session(dev, sid, crc)
+        if found is not None:
+            return found, cal is not None and (cal.standing or cal.has_mvc)
+        with self.store.transaction():
+            store_session = self._ingest(sid, start_unix, stream, patient)
+            stored = store_device_calibration(self.store, store_session, cal)
+            self.store.mark_synced(store_session, dev, sid, crc, damage)
+        return store_session, stored
 
     def _ingest(self, sid: int, start_unix: int, frames: list[bytes],
                 patient_id: str | None = None) -> int | None:
@@ -660,15 +761,33 @@ async def _confirm(link: LinkLike, sid: int, crc: int) -> None:
     await _checked(link, cmd.OP_SESSION_CONFIRM, sid, crc)
 
 
+async def _erase(link: LinkLike, sid: int) -> None:
+    status, _ = await _command(link, cmd.OP_ERASE, sid)
+    if status not in (cmd.OK, cmd.ERR_NOT_FOUND):  # not found: an erase the link lost the answer to
+        raise CommandFailed(cmd.OP_ERASE, status)
+
+
+async def _mark_damaged(link: LinkLike, sid: int, crc: int) -> None:
+    status, _ = await _command(link, cmd.OP_SESSION_DAMAGED, sid, crc)
+    if status not in (cmd.OK, cmd.ERR_UNKNOWN_OP):  # older firmware: the host's mark is kept
+        raise CommandFailed(cmd.OP_SESSION_DAMAGED, status)
+
+
 async def sync_device(link: LinkLike, store=None, progress: Callable[[Progress], None] | None = None,
                       *, secret: bytes,
                       reconnect: Callable[[], Awaitable[LinkLike]] | None = None,
                       patient_id: str | None = None, archive_dir: str | os.PathLike | None = None,
                       window_bytes: int = WINDOW_BYTES, idle_timeout_s: float = 1.0,
-                      max_reconnects: int = 50, device_id: bytes | None = None) -> SyncResult:
+                      max_reconnects: int = 50, device_id: bytes | None = None,
+                      accept_damaged: Iterable[int] = (),
+                      erase_damaged: Iterable[int] = ()) -> SyncResult:
     """Sync every closed, unsynced session of the device on `link` (see the module docstring).
-    store: a hipsync.store.Store (sessions are created for patient_id) or None (archive only)."""
+    store: a hipsync.store.Store (sessions are created for patient_id) or None (archive only).
+    accept_damaged / erase_damaged: damaged sessions (device ids) the therapist releases: confirmed
+    (the device may erase them when it needs room) / confirmed and erased now."""
     s = _Sync(link, store, progress, secret, reconnect, patient_id,
               archive_dir if archive_dir is not None else default_archive_dir(), window_bytes,
               idle_timeout_s, max_reconnects, device_id)
+    s.accept_damaged = frozenset(accept_damaged)
+    s.erase_damaged = frozenset(erase_damaged)
     return await s.run()

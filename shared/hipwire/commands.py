@@ -58,6 +58,7 @@ OP_SESSION_READ = const(0x23)
 OP_SESSION_CONFIRM = const(0x24)
 OP_ERASE = const(0x25)
 OP_REC_STATUS = const(0x26)
+OP_SESSION_DAMAGED = const(0x27)
 
 # (op, name, request format, response format, needs auth). Formats are struct strings ("" = empty).
 OPS = (
@@ -80,12 +81,17 @@ OPS = (
     (OP_SESSION_CONFIRM, "session_confirm", "<HI", "", True),
     (OP_ERASE, "erase", "<H", "<H", True),
     (OP_REC_STATUS, "rec_status", "", "<BHIII", True),  # REC_STATUS_* below
+    (OP_SESSION_DAMAGED, "session_damaged", "<HI", "", True),  # id, the CRC-32 it was listed with
 )
 # SESSION_LIST response: u8 count, then count entries of:
 SESSION_ENTRY = "<HIIBI"  # session id, size (bytes), CRC-32 of the whole log, flags, start (unix s)
 SESSION_ENTRY_SIZE = const(15)
 SESSION_SYNCED = const(0x01)
 SESSION_OPEN = const(0x02)  # still recording
+# A host read the session twice and it did not match its CRC-32: the flash holds damaged bytes.
+# The host kept every record that verifies; the session stays on the device (it is not synced,
+# so never erased) until a therapist confirms it (SESSION_CONFIRM with the listed CRC).
+SESSION_DAMAGED = const(0x04)
 ERASE_ALL_SYNCED = const(0xFFFF)
 
 # CAL_INFO response: flags, standing calibration time (unix s, 0 unknown), MVC per channel (uV,

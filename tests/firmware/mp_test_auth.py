@@ -82,6 +82,7 @@ def test_unauthenticated_client_gets_an_error_and_no_data_for_every_protected_op
     svc = SyncService(log, a)
     args_for = {cmd.OP_REC_START: (), cmd.OP_REC_STOP: (), cmd.OP_SESSION_LIST: (0,),
                 cmd.OP_SESSION_READ: (1, 0, 1000), cmd.OP_SESSION_CONFIRM: (1, 0),
+                cmd.OP_SESSION_DAMAGED: (1, 0),
                 cmd.OP_ERASE: (cmd.ERASE_ALL_SYNCED,), cmd.OP_REC_STATUS: ()}
     protected = [spec[0] for spec in cmd.OPS if spec[4]]
     handled = [op for op in protected if op in svc.HANDLED_OPS]

@@ -7,7 +7,7 @@ from binascii import crc32
 
 import micropython
 
-from hipwire.commands import SESSION_OPEN, SESSION_SYNCED
+from hipwire.commands import SESSION_DAMAGED, SESSION_OPEN, SESSION_SYNCED
 from hipwire.records import RECORD_OVERHEAD, scan_records
 from store import crc as crc32w
 from store.flashlog import (CRC, FLAGS, ID, SIZE, START, CrcMismatch, FlashFull, FlashLog,
@@ -385,6 +385,46 @@ def test_erase_only_touches_synced_sessions():
     log2 = FlashLog(root, segment_bytes=4096, reserve_bytes=0)
     assert [i[ID] for i in log2.sessions()] == [ids[2], open_id]
     assert log2.start() == open_id + 1
+
+
+@_cleaned
+def test_a_damaged_session_is_kept_unsynced_until_confirmed():
+    root = _fresh("damaged")
+    log = FlashLog(root, segment_bytes=4096, reserve_bytes=0)
+    sid = log.start()
+    for f in _frames(30, seed=40):
+        log.append(f, len(f))
+    log.stop()
+    crc = log.find(sid)[CRC]
+    try:
+        log.mark_damaged(sid, (crc + 1) & 0xFFFFFFFF)
+        raise AssertionError("marked with a CRC it was not listed with")
+    except CrcMismatch:
+        pass
+    open_id = log.start()
+    try:
+        log.mark_damaged(open_id, 0)
+        raise AssertionError("marked the open session")
+    except SessionOpen:
+        pass
+    log.stop()
+    log.mark_damaged(sid, crc)
+    log.mark_damaged(sid, crc)  # again: no change
+    assert log.find(sid)[FLAGS] == SESSION_DAMAGED
+    # damaged is not synced: never erased, not even by erase_synced
+    try:
+        log.erase(sid)
+        raise AssertionError("erased a damaged session nobody confirmed")
+    except NotSynced:
+        pass
+    assert log.erase_synced() == 0
+    # the flag survives a restart; a confirmation makes it erasable like any synced session
+    log2 = FlashLog(root, segment_bytes=4096, reserve_bytes=0)
+    assert log2.find(sid)[FLAGS] == SESSION_DAMAGED and log2.find(sid)[CRC] == crc
+    log2.confirm(sid, crc)
+    assert log2.find(sid)[FLAGS] == SESSION_DAMAGED | SESSION_SYNCED
+    assert log2.erase_synced() == 1
+    assert [i[ID] for i in log2.sessions()] == [open_id]
 
 
 @_cleaned

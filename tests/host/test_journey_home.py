@@ -5,7 +5,8 @@ commands, run here with LiveSession) and given the accepted MVCs (SET_MVC). The 
 (flat battery) before the patient goes home. At home: `hipsync record start --patient P`, the
 patient walks with it, `record stop`, back at the clinic `hipsync sync --patient P` and
 `hipsync report SESSION`, which must use the device's calibration. Then a second recording with
-the button only. The virtual device is the real firmware; waits are in device time (REC_STATUS),
+the button only, whose flash is damaged (one flipped bit), and a third: the sync salvages the
+second, keeps it on the device, syncs the third, and the therapist releases the second. The virtual device is the real firmware; waits are in device time (REC_STATUS),
 so the test does not depend on the speed-up."""
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PATIENT = "HOME-042"
 SPEED = 4.0  # device seconds per wall second; every wait below is in device time
 WEAR_S = 45.0  # device time the patient wears it for the CLI recording
 BUTTON_WEAR_S = 30.0
+THIRD_WEAR_S = 10.0  # a recording after the damaged one
 
 
 class User:
@@ -160,8 +162,19 @@ def journey(tmp_path_factory):
             out["button_status"] = user.wait_recorded(BUTTON_WEAR_S)
             device.press_button(2.5)
             out["button_idle"] = user("record", "status")
+            seg = fs / "log" / "s00002" / "00000.seg"
+            flash = bytearray(seg.read_bytes())
+            flash[len(flash) // 2] ^= 0x08  # the flash wears out under the second recording
+            seg.write_bytes(bytes(flash))
+            device.press_button(2.5)
+            user.wait_recorded(THIRD_WEAR_S)
+            device.press_button(2.5)
             out["sync_other"] = user("sync", "--patient", "SOMEONE-ELSE", expect=1)
             out["sync_button"] = user("sync", "--patient", PATIENT)
+            out["sync_again"] = user("sync", "--patient", PATIENT)
+            out["release_wrong"] = user("sync", "--patient", PATIENT, "--accept-damaged", "3",
+                                        expect=1)
+            out["release"] = user("sync", "--patient", PATIENT, "--accept-damaged", "2")
         timings["home_wall_s"] = time.monotonic() - t0
     sessions = {s["notes"]: s for s in _store_sessions(tmp)}
     return tmp, user, out, mvc, sessions, timings, fs
@@ -214,12 +227,27 @@ def test_a_recording_started_and_stopped_with_the_button_is_the_same_patients(jo
     tmp, user, out, mvc, sessions, timings, fs = journey
     assert f"session 2 (patient {PATIENT})" in out["button_status"]
     assert "recording: no" in out["button_idle"]
-    assert "session 2 was recorded for HOME-042, not SOMEONE-ELSE" in out["sync_other"]
-    assert "1 new session(s)" in out["sync_button"]
+    assert "sessions 2, 3 were recorded for HOME-042, not SOMEONE-ELSE" in out["sync_other"]
+    # the damaged second recording is salvaged, kept on the device, and blocks nothing
+    assert "1 new session(s), 1 damaged kept on the device" in out["sync_button"]
+    assert re.search(r"session 2: DAMAGED on the device's flash: \d+ bytes unreadable in 1 "
+                     r"place\. \d+ records salvaged -> store session \d+", out["sync_button"])
+    assert "--accept-damaged 2" in out["sync_button"]
+    assert re.search(r"session 3: \d+ bytes, \d+ frames -> store session", out["sync_button"])
+    assert "0 new session(s), 1 damaged kept on the device" in out["sync_again"]
+    assert "no unsynced session 3" in out["release_wrong"]
+    assert re.search(r"session 2: .*\(damaged: \d+ bytes unreadable in 1 place; confirmed on "
+                     r"the device\)", out["release"])
     session = sessions["synced from device session 2"]
     assert session["patient_id"] == PATIENT
     assert session["calibration"].source.startswith("device calibration (standing")
+    assert sessions["synced from device session 3"]["patient_id"] == PATIENT
     user("report", str(session["session_id"]), "--out", str(tmp / "report-button"))
+    doc = json.loads((tmp / "report-button" / f"session_{session['session_id']}.json").read_text())
+    damage = doc["quality"]["flash_damage"]
+    assert damage["bytes_lost"] > 0 and len(damage["lost"]) == 1
+    assert any(w.startswith("Recovered from damaged device flash") for w in doc["warnings"])
+    assert doc["quality"]["link"]["frames_lost"] >= 1
     # flash per recorded minute, from the device's own log
     seg = sorted((fs / "log" / "s00001").glob("*.seg"))
     size = sum(p.stat().st_size for p in seg)

@@ -107,7 +107,7 @@ def test_save_session_data_keeps_the_reps(store):
     assert back[1].tolist() == (3.25, 3.9, 4.75, "single_leg_squat", "R", 4, 0, 48.0)
 
 
-def test_a_version_1_store_gains_the_reps_table_and_keeps_its_sessions(tmp_path):
+def test_an_older_store_gains_the_reps_and_synced_tables_and_keeps_its_sessions(tmp_path):
     path = tmp_path / "old.sqlite3"
     with open_store(path) as s:
         sid = s.create_session("P1", "dev")
@@ -115,11 +115,15 @@ def test_a_version_1_store_gains_the_reps_table_and_keeps_its_sessions(tmp_path)
     # what a store written before the reps table looks like
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE reps")
+    conn.execute("DROP TABLE synced")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()
     with open_store(path) as s:
-        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert s.synced_session("dev", 1, 0) is None
+        s.mark_synced(sid, "dev", 1, 0xDEADBEEF)
+        assert s.synced_session("dev", 1, 0xDEADBEEF) == sid and s.damage_of(sid) is None
         received, _ = _received(_stream())
         assert ingest(s, sid, received).added == 23
         loaded = s.load_session(sid)

@@ -336,3 +336,191 @@ def test_rep_frames_in_a_recording_land_in_the_store(folder):
     assert got == [(1.2, 1.9, 2.8, "step_down", "L", 0, 0, 62.0),
                    (3.7, 4.35, 5.2, "step_down", "L", 1, wire.REP_SHALLOW, 30.0)]
     assert len(session.events) == sum(wire.check(f)[0] == wire.EVENT for f in base)
+
+
+def _flip_bit(folder: Path, sid: int, offset: int) -> None:
+    """Damage the device's flash: one bit of session sid's first segment."""
+    seg = folder / "device" / "log" / f"s{sid:05d}" / "00000.seg"
+    data = bytearray(seg.read_bytes())
+    data[offset] ^= 0x10
+    seg.write_bytes(bytes(data))
+
+
+def _counts(store, session_id):
+    q = "SELECT (SELECT count(*) FROM batches WHERE session=?), (SELECT count(*) FROM events " \
+        "WHERE session=?), (SELECT count(*) FROM status WHERE session=?)"
+    return store.conn.execute(q, (session_id,) * 3).fetchone()
+
+
+def test_a_damaged_session_is_salvaged_kept_on_the_device_and_blocks_nothing(folder):
+    secrets = SecretStore(folder / "secrets.json")
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            recorded = []
+            for seconds, seed in ((8, 21), (8, 22), (8, 23)):
+                frames = representative_frames(seconds, seed)
+                recorded.append((await dev.record(frames), frames))
+            (a, fa), (b, fb), (c, fc) = recorded
+            _flip_bit(folder, b, 3000)  # one record of the middle session
+            store = open_store(folder / "store.sqlite3")
+
+            async def sync(**kw):
+                return await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                               patient_id="P-005", archive_dir=folder / "archive",
+                                               **kw)
+
+            res = await sync()
+            assert [s.session_id for s in res.synced] == [a, c]
+            assert all(s.damage is None and s.frames == len(f)
+                       for s, f in zip(res.synced, (fa, fc)))
+            (dmg,) = res.damaged
+            assert dmg.session_id == b and dmg.released is None and dmg.transferred
+            # one flipped bit costs the one record it is in, nothing before or after it
+            assert dmg.damage["records_kept"] == dmg.frames == len(fb) - 1
+            (lost,) = dmg.damage["lost"]
+            assert lost[0] <= 3000 < lost[1] and lost[1] - lost[0] <= wire.MAX_FRAME + 7
+            stored_b = dmg.store_session
+            assert store.damage_of(stored_b) == dmg.damage
+            assert store.damage_of(res.synced[0].store_session) is None
+            kept = [f for f in fb if f[0] in (1, 2)]
+            assert _counts(store, stored_b)[0] in (len(kept), len(kept) - 1)
+            # the device keeps it, unsynced and marked; the others are confirmed
+            link = await dev.connect()
+            await hsync.authenticate(link, ds.secret)
+            flags = {e[0]: e[3] for e in await hsync.list_sessions(link)}
+            assert flags == {a: cmd.SESSION_SYNCED, b: cmd.SESSION_DAMAGED,
+                             c: cmd.SESSION_SYNCED}
+            assert (await link.command(cmd.OP_ERASE, b))[0] == cmd.ERR_BAD_ARG
+            # a second sync moves nothing and stores nothing twice
+            again = await sync()
+            assert again.synced == [] and again.bytes_received == 0
+            assert [(d.session_id, d.transferred) for d in again.damaged] == [(b, False)]
+            assert len(store.session_ids()) == 3
+            # a session the device does not hold unsynced cannot be released
+            with pytest.raises(hsync.SyncError, match="damaged sessions waiting for release: "
+                                                      f"{b}"):
+                await sync(accept_damaged=[a])
+            # the therapist accepts the salvage: confirmed, the device may erase it
+            res = await sync(accept_damaged=[b])
+            assert [(s.session_id, s.released, s.transferred) for s in res.synced] == [
+                (b, "confirmed", False)]
+            assert res.damaged == [] and len(store.session_ids()) == 3
+            link = await dev.connect()
+            await hsync.authenticate(link, ds.secret)
+            flags = {e[0]: e[3] for e in await hsync.list_sessions(link)}
+            assert flags[b] == cmd.SESSION_DAMAGED | cmd.SESSION_SYNCED
+            store.close()
+        finally:
+            await dev.stop()
+
+    _run(go())
+
+
+def test_a_damaged_session_erased_by_the_therapist_leaves_its_salvage_in_the_store(folder):
+    secrets = SecretStore(folder / "secrets.json")
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            frames = representative_frames(8, 31)
+            sid = await dev.record(frames)
+            _flip_bit(folder, sid, 5)  # the first record
+            _flip_bit(folder, sid, 2000)
+            store = open_store(folder / "store.sqlite3")
+            res = await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                          patient_id="P-006", archive_dir=folder / "archive",
+                                          erase_damaged=[sid])
+            (s,) = res.synced
+            assert s.released == "erased" and len(s.damage["lost"]) == 2
+            assert s.frames == len(frames) - 2 and store.damage_of(s.store_session) == s.damage
+            link = await dev.connect()
+            await hsync.authenticate(link, ds.secret)
+            assert await hsync.list_sessions(link) == []
+            store.close()
+        finally:
+            await dev.stop()
+
+    _run(go())
+
+
+def test_an_interrupted_ingest_leaves_nothing_or_everything_and_never_twice(folder):
+    from hipsync.store.writer import SessionWriter
+
+    secrets = SecretStore(folder / "secrets.json")
+
+    async def go():
+        dev, ds = await _device(folder, secrets)
+        try:
+            frames = representative_frames(30, 41)
+            sid = await dev.record(frames)
+            store = open_store(folder / "store.sqlite3")
+
+            async def sync():
+                return await hsync.sync_device(await dev.connect(), store, secret=ds.secret,
+                                               patient_id="P-007",
+                                               archive_dir=folder / "archive")
+
+            # killed while writing: after some rows went in
+            real_commit = SessionWriter.commit
+            calls = []
+
+            def dying_commit(self, clock=None):
+                calls.append(1)
+                if len(calls) == 3:
+                    raise KeyboardInterrupt
+                real_commit(self, clock)
+
+            SessionWriter.commit = dying_commit
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    await sync()
+            finally:
+                SessionWriter.commit = real_commit
+            assert len(calls) == 3
+            assert store.session_ids() == [] and _counts(store, 1) == (0, 0, 0)
+            # killed just after writing, before the archive holds it
+            real_save = hsync._Ledger.save
+
+            def dying_save(self, *a):
+                raise KeyboardInterrupt
+
+            hsync._Ledger.save = dying_save
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    await sync()
+            finally:
+                hsync._Ledger.save = real_save
+            (stored,) = store.session_ids()
+            full = _counts(store, stored)
+            assert full[0] == sum(1 for f in frames if f[0] in (1, 2))
+            # the next sync finds what is stored: one session, confirmed
+            res = await sync()
+            assert [(s.session_id, s.store_session) for s in res.synced] == [(sid, stored)]
+            assert store.session_ids() == [stored] and _counts(store, stored) == full
+            store.close()
+        finally:
+            await dev.stop()
+
+    _run(go())
+
+
+def test_salvage_resumes_at_the_next_record_that_verifies():
+    frames = [bytes([wire.STATUS, i]) * (5 + i) for i in range(20)]
+    data = bytearray()
+    starts = []
+    for f in frames:
+        out = bytearray(records.record_size(len(f)))
+        starts.append(len(data))
+        data += out[:records.encode_record(out, f, len(f))]
+    whole = bytes(data)
+    got, lost, why = hsync.salvage_records(whole)
+    assert [f for _, f in got] == frames and lost == [] and why is None
+    # a flipped length field, a damaged CRC and a torn tail
+    data[starts[3] + 1] ^= 0x40
+    data[starts[10] + 8] ^= 0x01
+    got, lost, why = hsync.salvage_records(bytes(data[:starts[19] + 4]))
+    assert [f for _, f in got] == [f for i, f in enumerate(frames[:19]) if i not in (3, 10)]
+    assert lost == [(starts[3], starts[4]), (starts[10], starts[11]), (starts[19], starts[19] + 4)]
+    assert why == f"record CRC mismatch at {starts[3]}"  # the first damage: 64 bytes too long

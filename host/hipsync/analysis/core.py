@@ -384,7 +384,8 @@ def _session_quality(session: SessionData, sides: dict[str, SideResult]) -> dict
     return {"loss_fraction": loss_fraction, "envelope_samples_expected": expected,
             "envelope_samples_received": len(et), "envelope_loss_fraction": env_loss,
             "envelope_loss_per_minute": per_min, "link": link, "channel_flag_fraction": per_channel,
-            "status_samples": len(session.status)}
+            "status_samples": len(session.status),
+            "flash_damage": session.metadata.flash_damage}
 
 
 def analyse(session: SessionData) -> SessionAnalysis:
@@ -413,6 +414,12 @@ def analyse(session: SessionData) -> SessionAnalysis:
         if all(len(s) == 0 for s in strides.values()):
             raise NoGaitData(session.metadata.session_id, "no complete stride (IC, contralateral "
                              "FC and IC, FC, next IC) inside a walking task")
+    damage = session.metadata.flash_damage
+    if damage:
+        places = len(damage["lost"])
+        warns.append(f"Recovered from damaged device flash: {damage['bytes_lost']} bytes in "
+                     f"{places} place{'' if places == 1 else 's'} could not be read; the data "
+                     f"there is missing (counted as lost), everything else was verified.")
     norm = _normalisation(session, cal, strides, warns)
     rest = rest_baseline(session)
     if rest is None:

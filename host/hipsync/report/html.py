@@ -262,6 +262,9 @@ def render(rep: dict) -> str:
                             ("Envelope samples", (f"{qd['envelope_samples_received']} of "
                                                  f"{qd['envelope_samples_expected']} expected")),
                             ("Link statistics", _fmt_dict(link)),
+                            ("Device flash", "intact" if not qd.get("flash_damage") else
+                             (f"damaged: {qd['flash_damage']['bytes_lost']} bytes unreadable, "
+                              f"{qd['flash_damage']['records_kept']} records verified and kept")),
                             ("Strides left out (electrode problems), left / right",
                              (f"{rep['sides']['left']['quality']['strides_with_electrode_problems']} / "
                              f"{rep['sides']['right']['quality']['strides_with_electrode_problems']}"))]))

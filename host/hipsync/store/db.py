@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
@@ -66,6 +68,7 @@ def open_store(path: str | os.PathLike | None = None, *, create: bool = True) ->
 class Store:
     def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
+        self._transaction_depth = 0
         exists = self.path.exists()
         if not exists and not create:
             raise StoreError(f"No session store at {self.path}. Record a session first, or point "
@@ -106,6 +109,29 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise CorruptStore(self.path, str(e)) from None
 
+    # -- transactions
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything written inside is committed once at the end, or, if it raises (or the
+        process dies), not at all. Nests: only the outermost commits."""
+        self._transaction_depth += 1
+        try:
+            yield
+        except BaseException:
+            if self._transaction_depth == 1:
+                self.conn.rollback()
+            raise
+        else:
+            if self._transaction_depth == 1:
+                self.conn.commit()
+        finally:
+            self._transaction_depth -= 1
+
+    def commit(self) -> None:
+        """Commit, unless inside transaction() (which commits at its end)."""
+        if self._transaction_depth == 0:
+            self.conn.commit()
+
     # -- context
     def close(self) -> None:
         self.conn.close()
@@ -124,7 +150,7 @@ class Store:
         if row:
             return row[0]
         cur = self.conn.execute("INSERT INTO patients(code, created_at) VALUES (?, ?)", (code, _now()))
-        self.conn.commit()
+        self.commit()
         return cur.lastrowid
 
     def ensure_device(self, device_id: str) -> int:
@@ -133,7 +159,7 @@ class Store:
             return row[0]
         cur = self.conn.execute("INSERT INTO devices(device_id, first_seen) VALUES (?, ?)",
                                 (device_id, _now()))
-        self.conn.commit()
+        self.commit()
         return cur.lastrowid
 
     def create_session(self, patient_id: str, device_id: str, *, firmware_version: str = "",
@@ -162,7 +188,7 @@ class Store:
         self.conn.executemany(
             "INSERT INTO electrode_placement(session, channel, description_json) VALUES (?,?,?)",
             [(sid, ch, json.dumps(desc)) for ch, desc in rows])
-        self.conn.commit()
+        self.commit()
         return sid
 
     def session_ids(self, patient_id: str | None = None) -> list[int]:
@@ -195,7 +221,7 @@ class Store:
             raise ValueError(f"task {name!r}: end {t_end_s} s must be after start {t_start_s} s")
         self.conn.execute("INSERT OR REPLACE INTO tasks(session, name, t_start_s, t_end_s) "
                           "VALUES (?,?,?,?)", (session_id, name, float(t_start_s), float(t_end_s)))
-        self.conn.commit()
+        self.commit()
 
     def remove_task(self, session_id: int, name: str, t_start_s: float) -> None:
         """Unmark one task (a trial found implausible after the fact is stored again under its
@@ -203,7 +229,7 @@ class Store:
         self._check_session(session_id)
         self.conn.execute("DELETE FROM tasks WHERE session=? AND name=? AND t_start_s=?",
                           (session_id, name, float(t_start_s)))
-        self.conn.commit()
+        self.commit()
 
     def set_calibration(self, session_id: int, *, standing_deg=None,
                         mvc_uv: dict[str, float | None] | None = None,
@@ -219,7 +245,7 @@ class Store:
         mvc_vals = [None if mvc.get(c) is None else float(mvc[c]) for c in EMG_CHANNELS]
         self.conn.execute("INSERT OR REPLACE INTO calibrations VALUES (?,?,?,?,?,?,?,?,?,?)",
                           (session_id, *st_vals, *mvc_vals, source, _now()))
-        self.conn.commit()
+        self.commit()
 
     def load_calibration(self, session_id: int) -> Calibration:
         row = self.conn.execute("SELECT * FROM calibrations WHERE session=?",
@@ -233,6 +259,30 @@ class Store:
     def save_link_stats(self, session_id: int, stats: dict) -> None:
         self.conn.execute("INSERT OR REPLACE INTO link_stats VALUES (?,?,?)",
                           (session_id, json.dumps(stats), _now()))
+
+    # -- synced device sessions
+    def synced_session(self, device_id: str, device_session: int, crc32: int) -> int | None:
+        """The store session that holds a device's session (as listed with crc32), or None."""
+        row = self.conn.execute(
+            "SELECT y.session FROM synced y JOIN devices d ON d.id=y.device "
+            "WHERE d.device_id=? AND y.device_session=? AND y.crc32=?",
+            (device_id, device_session, crc32)).fetchone()
+        return row[0] if row else None
+
+    def mark_synced(self, session_id: int, device_id: str, device_session: int, crc32: int,
+                    damage: dict | None = None) -> None:
+        """Note that session_id holds the device's session (damage: what a damaged one lost)."""
+        self._check_session(session_id)
+        self.conn.execute("INSERT OR REPLACE INTO synced VALUES (?,?,?,?,?)",
+                          (self.ensure_device(device_id), device_session, crc32, session_id,
+                           None if damage is None else json.dumps(damage)))
+        self.commit()
+
+    def damage_of(self, session_id: int) -> dict | None:
+        """What a session synced from a damaged device log lost (None: intact or not synced)."""
+        row = self.conn.execute("SELECT damage_json FROM synced WHERE session=?",
+                                (session_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     # -- writing
     def writer(self, session_id: int, link_stats=None, **kw):
@@ -265,6 +315,7 @@ class Store:
                                (session_id,)).fetchone()
         if ls:
             meta.link_stats = json.loads(ls[0])
+        meta.flash_damage = self.damage_of(session_id)
         return meta
 
     def _load_batches(self, session_id: int, ftype: int, n_channels: int, scale: float):
@@ -355,7 +406,7 @@ class Store:
                               [(sid, t.name, t.t_start_s, t.t_end_s) for t in session.tasks])
         if m.link_stats:
             self.save_link_stats(sid, m.link_stats)
-        self.conn.commit()
+        self.commit()
         cal = session.calibration
         if cal.has_standing or any(v is not None for v in cal.mvc_uv.values()):
             self.set_calibration(sid, standing_deg=cal.standing_deg, mvc_uv=cal.mvc_uv,

@@ -8,7 +8,10 @@ Batch payloads are numpy int32 bytes, sample-major (n_samples, n_channels), in w
 # 2: the reps table. A version-1 store is brought up to 2 when opened (the DDL is all
 # CREATE ... IF NOT EXISTS, so running it again adds only what is missing); a host that still
 # knows version 1 then refuses the store instead of syncing REP frames into nothing.
-SCHEMA_VERSION = 2
+# 3: the synced table (which store session holds which device session, and what a damaged one
+# lost), written in the same transaction as the session's rows, so an interrupted sync ingest
+# leaves nothing or everything and a repeated one finds what it already stored.
+SCHEMA_VERSION = 3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS patients (
@@ -115,6 +118,14 @@ CREATE TABLE IF NOT EXISTS status (
     clock_suspect INTEGER NOT NULL,
     PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS synced (
+    device INTEGER NOT NULL REFERENCES devices(id),
+    device_session INTEGER NOT NULL,    -- the id in the device's flash log
+    crc32 INTEGER NOT NULL,             -- the CRC-32 the device lists the session with
+    session INTEGER NOT NULL UNIQUE REFERENCES sessions(id),
+    damage_json TEXT,                   -- NULL: intact; else what was salvaged and what was lost
+    PRIMARY KEY (device, device_session, crc32)
+);
 CREATE TABLE IF NOT EXISTS link_stats (
     session INTEGER PRIMARY KEY REFERENCES sessions(id),
     stats_json TEXT NOT NULL,

@@ -121,7 +121,7 @@ class SessionWriter:
         added = conn.total_changes - before
         if self.link_stats is not None:
             self.store.save_link_stats(self.session_id, self.link_stats.as_dict())
-        conn.commit()
+        self.store.commit()  # inside a Store.transaction(): at its end
         self.result.added += added
         self.result.duplicates += self._n_pending - added
         for rows in self._rows.values():
