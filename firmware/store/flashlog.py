@@ -466,25 +466,21 @@ class FlashLog:
 
     def confirm(self, sid, crc):
         """The host holds session sid intact (its CRC-32 matches): mark it synced."""
-        info = self.find(sid)
-        if info[FLAGS] & SESSION_OPEN:
-            raise SessionOpen(sid)
-        if info[CRC] != crc:
-            raise CrcMismatch(sid)
-        if not info[FLAGS] & SESSION_SYNCED:
-            info[FLAGS] |= SESSION_SYNCED
-            self._write_meta(info)
+        self._flag(sid, crc, SESSION_SYNCED)
 
     def mark_damaged(self, sid, crc):
         """A host read session sid and it did not match its CRC-32 (crc: the one it was listed
         with, so a host marks only the session it read). Kept, listed with SESSION_DAMAGED."""
+        self._flag(sid, crc, SESSION_DAMAGED)
+
+    def _flag(self, sid, crc, flag):
         info = self.find(sid)
         if info[FLAGS] & SESSION_OPEN:
             raise SessionOpen(sid)
         if info[CRC] != crc:
             raise CrcMismatch(sid)
-        if not info[FLAGS] & SESSION_DAMAGED:
-            info[FLAGS] |= SESSION_DAMAGED
+        if not info[FLAGS] & flag:
+            info[FLAGS] |= flag
             self._write_meta(info)
 
     def erase(self, sid):

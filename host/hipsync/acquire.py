@@ -14,12 +14,17 @@ when device time stops moving: for `IDLE_TIMEOUT_S` while connected, `OUT_OF_REA
 link is down (a wall-clock total would fail any long step on a real board). After a link drop the
 link reconnects; the session authenticates again, restarts the stream, and the gap shows up as lost
 frames in the link statistics and the report. The guided protocols are in `hipsync.guide`.
+
+A store that cannot be written (disk full) does not end the session: the writer holds what arrives
+(hipsync.store.writer), task and calibration marks wait in `session.store` (_HeldMarks), all are
+written as soon as the store takes writes again, and `result.rows_unwritten` says what never did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,6 +91,50 @@ class SessionResult:
     device_restarts: int = 0
     frames_stored: int = 0
     ingest_errors: int = 0  # frames decoded but refused by the store (a bug somewhere: logged)
+    store_error: str | None = None  # the store refused writes during the session (disk full)
+    store_failed_at_s: float | None = None  # device time it first did
+    rows_unwritten: int = 0  # frames that never reached the store
+    marks_unwritten: int = 0  # task / calibration marks that never did
+
+
+class _HeldMarks:
+    """The store, as the session and its guide write task and calibration marks to it: while the
+    store refuses writes, the marks wait here in order and go in with the next commit that works."""
+
+    def __init__(self, store):
+        self._store = store
+        self.pending: list[tuple[str, tuple, dict]] = []
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def add_task(self, *args, **kw) -> None:
+        self._write("add_task", args, kw)
+
+    def remove_task(self, *args, **kw) -> None:
+        self._write("remove_task", args, kw)
+
+    def set_calibration(self, *args, **kw) -> None:
+        self._write("set_calibration", args, kw)
+
+    def _write(self, name: str, args: tuple, kw: dict) -> None:
+        self.pending.append((name, args, kw))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write the waiting marks; False while the store still refuses them."""
+        while self.pending:
+            name, args, kw = self.pending[0]
+            try:
+                getattr(self._store, name)(*args, **kw)
+            except sqlite3.OperationalError:
+                self._store.conn.rollback()
+                return False
+            except Exception:
+                self.pending.pop(0)  # a bad mark (e.g. an empty task) is the caller's error
+                raise
+            self.pending.pop(0)
+        return True
 
 
 class LiveSession:
@@ -94,13 +143,15 @@ class LiveSession:
                  capture_path: Path | None = None,
                  on_frame: Callable[[Received], None] | None = None):
         self.link = link
-        self.store = store
+        self.store = _HeldMarks(store)
         self.session_id = session_id
         self.authenticate = authenticate
         # a live session gives a gap up after half a second: the protocol's steps run on the
         # device time of what has arrived (late frames are still stored)
         self.assembler = StreamAssembler(max_wait_s=GAP_WAIT_S)
-        self.writer = store.writer(session_id, link_stats=self.assembler.stats)
+        self.writer = store.writer(session_id, link_stats=self.assembler.stats,
+                                   on_commit=lambda _seq: self.store.flush(),
+                                   on_error=self._store_failed)
         self.capture = None
         if capture_path is not None:
             self.capture = open(capture_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -157,7 +208,10 @@ class LiveSession:
             self._ingest(*self.link.stream_queue.get_nowait())
         for received in self.assembler.flush():
             self._store(received)
-        self.writer.close()
+        written = self.writer.close()
+        self.store.flush()
+        self.result.rows_unwritten = written.rows_unwritten
+        self.result.marks_unwritten = len(self.store.pending)
         if self.capture is not None:
             self.capture.close()
         self.result.link_stats = self.assembler.stats.as_dict()
@@ -204,6 +258,13 @@ class LiveSession:
             self.on_frame(received)
         for listener in self.listeners:
             listener(received)
+
+    def _store_failed(self, error: Exception) -> None:
+        self.result.store_error = str(error)
+        self.result.store_failed_at_s = self.device_time_s
+        log.warning("the store %s cannot be written (%s) since device time %.1f s: what arrives "
+                    "is held in memory and written when it can be; free space on its disk",
+                    self.store.path, error, self.device_time_s)
 
     async def _watch_reconnects(self) -> None:
         while True:

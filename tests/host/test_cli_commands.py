@@ -113,7 +113,8 @@ def test_stream_dashboard_writes_a_line_a_second_to_a_log_and_redraws_a_terminal
     from hipsync.commands import stream
     from hipsync.protocol.assembler import LinkStats
 
-    session = SimpleNamespace(device_time_s=1.0, assembler=SimpleNamespace(stats=LinkStats()))
+    session = SimpleNamespace(device_time_s=1.0, assembler=SimpleNamespace(stats=LinkStats()),
+                              writer=SimpleNamespace(error=None, rows_held=0))
     now = [100.0]
     monkeypatch.setattr(stream.time, "monotonic", lambda: now[0])
 
@@ -128,3 +129,9 @@ def test_stream_dashboard_writes_a_line_a_second_to_a_log_and_redraws_a_terminal
             now[0] += 0.025
         draws = out.getvalue().count("device time")
         assert per_s * 4 - 1 <= draws <= per_s * 4 + 1, (per_s, draws)
+    # a store that cannot be written is what a log line says first
+    log = io.StringIO()
+    session.writer = SimpleNamespace(error=OSError("database or disk is full"), rows_held=812)
+    stream.Dashboard(log).draw(session)
+    assert log.getvalue() == ("STORE NOT WRITABLE (database or disk is full): 812 frames held in "
+                              "memory; free disk space\n")

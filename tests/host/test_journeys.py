@@ -171,3 +171,107 @@ def test_a_device_restart_during_the_walk_pauses_the_step(tmp_path):
     # after the restart the angles still refer to the standing pose (the device's flash kept it)
     after = s.pelvis_t_s > walk[1] - 10
     assert abs(float(np.median(s.pelvis_deg[after, 0]))) < 3.0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB filesystem of its own (tmpfs), so the store's disk can be filled and freed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill_disk(disk: Path) -> Path:
+    ballast = disk / "ballast"
+    with open(ballast, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    return ballast
+
+
+def test_a_disk_that_fills_during_the_session_loses_nothing_once_space_returns(tmp_path, small_disk):
+    """The store's disk fills as the clinic session starts and the therapist frees space before
+    the walk: the session goes on, what arrived meanwhile is written, nothing is lost. The
+    second time nobody frees it: the session still ends with what is stored and an exact count."""
+    from hipsync.commands._device import Wearer, virtual_device
+    from hipsync.secrets import SecretStore
+    from hipsync.sim import PatientConfig
+
+    secrets = tmp_path / "secrets.json"
+    wearer = Wearer(PatientConfig(seed=12), None)
+    store = small_disk / "s.sqlite3"
+    with virtual_device(tmp_path / "fs", wearer=wearer, speed=4.0, idle="walk_about",
+                        secrets=SecretStore(secrets)) as rig:
+        env = {**os.environ, "HIPSYNC_SECRETS": str(secrets), "HIPSYNC_BACKEND": "virtual",
+               "HIPSYNC_AIR": rig.air.address}
+        env.pop("HIPSYNC_STORE", None)
+
+        def stream(store: Path, *args: str) -> subprocess.Popen:
+            return subprocess.Popen([sys.executable, "-m", "hipsync.cli", "--store", str(store),
+                                     "stream", *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, env=env)
+
+        proc = stream(store, "--patient", "P-DISK", "--protocol", "clinic", "--walk-s", "40")
+        out: list[str] = []
+        ballast = None
+        told = False
+        for line in proc.stdout:
+            out.append(line)
+            if ballast is None and "recording to" in line:
+                time.sleep(1.0)
+                ballast = _fill_disk(small_disk)  # full from the standing calibration on
+            told = told or "cannot be written" in line
+            if told and line.startswith("Step 6/6") and ballast.exists():
+                ballast.unlink()  # the therapist makes room before the walk
+        proc.wait(60)
+        first = "".join(out)
+        # the second session, into a new store (whose journal has not grown yet): the disk fills
+        # and stays full
+        ballast = None
+        store2 = small_disk / "s2.sqlite3"
+        proc = stream(store2, "--patient", "P-DISK", "--duration", "20")
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if ballast is None and "recording to" in line:
+                time.sleep(1.0)
+                ballast = _fill_disk(small_disk)
+        proc.wait(60)
+        second = "".join(out)
+    assert proc.returncode == 1, second[-3000:]
+    assert "Traceback" not in first + second
+    assert told, first[-3000:]
+    assert "the store was full for a while" in first and "walked" in first, first[-3000:]
+    ballast.unlink()  # (reading a WAL store needs room for its journal too)
+    s = open_store(store, create=False).load_session(1)
+    assert s.metadata.link_stats["frames_lost"] == 0
+    steps = np.diff(s.envelope_t_s)
+    assert steps.max() < 0.05, "a gap in the stored envelope"
+    tasks = _tasks(store)
+    walk = tasks["walk"]
+    assert walk[1] - walk[0] >= 40.0 and s.envelope_t_s[-1] >= walk[1] - 0.5
+    # the marks made while the disk was full waited and went in
+    assert {"standing", "mvc_l_gmed", "mvc_r_gmed", "mvc_l_es", "mvc_r_es"} <= set(tasks)
+    assert s.calibration.source.startswith("device calibration (standing")
+    # the second: exactly what is stored and what is not
+    msg = second.strip().splitlines()[-1]
+    assert "session 1: the store" in msg and "could not be written since device time" in msg, msg
+    stored, unwritten = (int(x) for x in
+                         __import__("re").search(r"(\d+) frames are stored, (\d+) frames", msg)
+                         .groups())
+    assert unwritten > 0
+    with open_store(store2, create=False) as st:
+        rows = sum(st.conn.execute(f"SELECT count(*) FROM {t} WHERE session=1").fetchone()[0]
+                   for t in ("batches", "events", "reps", "status"))
+    assert rows == stored

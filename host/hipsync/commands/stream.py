@@ -13,7 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from hipsync.cli import CliError
+from hipsync.cli import EXIT_FAILED, CliError
 
 _BAR = 30
 
@@ -95,6 +95,10 @@ class Dashboard:
                 lines.append(f"  battery {f['battery_pct']} %  quality "
                              + ", ".join(f"{n}: {'/'.join(q) or 'ok'}"
                                          for n, q in zip(EMG_CHANNELS, quality or [[]] * 4)))
+        if session.writer.error is not None:
+            # first on a log line too: the one thing the user must act on
+            lines.insert(0, f"STORE NOT WRITABLE ({session.writer.error}): "
+                            f"{session.writer.rows_held} frames held in memory; free disk space")
         lines += [f"  {m}" for m in self.messages]
         self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n" if self.out.isatty()
                        else lines[0] + "\n")
@@ -168,6 +172,18 @@ async def _stream(args: argparse.Namespace) -> int:
         finally:
             painter.cancel()
             result = await session.stop()
+    if result.store_error is not None and (result.rows_unwritten or result.marks_unwritten):
+        capture = (f" Every frame received is in the capture {args.capture}." if args.capture
+                   else "")
+        raise CliError(
+            f"session {session_id}: the store {store.path} could not be written since device "
+            f"time {result.store_failed_at_s:.1f} s ({result.store_error}): "
+            f"{result.frames_stored - result.rows_unwritten} frames are stored, "
+            f"{result.rows_unwritten} frames and {result.marks_unwritten} task marks are not."
+            f"{capture} Free space on its disk before the next session.", EXIT_FAILED)
+    if result.store_error is not None:
+        print(f"session {session_id}: the store was full for a while (from device time "
+              f"{result.store_failed_at_s:.1f} s); everything held meanwhile was written")
     print(f"session {session_id}: {result.frames_stored} frames stored, "
           f"{result.link_stats.get('frames_lost', 0)} lost, {result.reconnects} reconnects")
     if args.protocol != "none":

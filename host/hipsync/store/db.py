@@ -127,6 +127,11 @@ class Store:
         finally:
             self._transaction_depth -= 1
 
+    @property
+    def in_transaction(self) -> bool:
+        """Inside transaction(): writes are committed at its end, all or nothing."""
+        return self._transaction_depth > 0
+
     def commit(self) -> None:
         """Commit, unless inside transaction() (which commits at its end)."""
         if self._transaction_depth == 0:
