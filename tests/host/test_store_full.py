@@ -87,3 +87,36 @@ def test_a_sync_transaction_is_not_half_held(store):
         writer_mod.ingest(store, sid, received)
     store.conn.execute("PRAGMA max_page_count=1073741823")
     assert _rows(store, sid) == 0
+
+
+def test_a_store_on_a_full_disk_is_not_called_corrupt(tmp_path):
+    import subprocess
+
+    from hipsync.store import CorruptStore, StoreError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        path = disk / "s.sqlite3"
+        with open_store(path) as s:
+            s.create_session("P-FULL", "dev")
+        before = path.read_bytes()
+        with open(disk / "ballast", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError:
+                pass
+        with pytest.raises(StoreError, match="disk may be full") as e:
+            open_store(path, create=False).load_session(1)
+        assert not isinstance(e.value, CorruptStore) and "move the file aside" not in str(e.value)
+        assert path.read_bytes() == before
+        (disk / "ballast").unlink()
+        with open_store(path, create=False) as s:
+            assert s.session_ids() == [1]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -106,6 +106,12 @@ class Store:
                 self.conn.commit()
             else:
                 self.conn.execute("SELECT count(*) FROM sessions").fetchone()
+        except sqlite3.OperationalError as e:
+            # the file may be fine: its disk is full or read-only, or its folder not writable
+            # (a WAL store needs room for its journal even to be read)
+            raise StoreError(f"Cannot open the store {self.path} ({e}): its disk may be full or "
+                             f"read-only, or its folder not writable. The file was not changed; "
+                             f"free space (or make it writable) and try again.") from None
         except sqlite3.DatabaseError as e:
             raise CorruptStore(self.path, str(e)) from None
 
